@@ -1,0 +1,200 @@
+"""The only code that writes the catalog: apply normalized Shopify data to stored products.
+
+Every function decides from the stored truth whether incoming data is new, stale or the same,
+so deliveries may arrive twice, late or out of order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+
+from .models import InventoryLevel, OrderLine, Product, Shop, Variant
+from .normalize.fields import parse_datetime, parse_id, parse_int, parse_money, parse_optional_id, text
+from .normalize.types import CanonicalProduct, NormalizationError
+from .versioning import search_hash, shopify_version
+
+APPLIED, STALE, NOOP = "applied", "stale", "no-op"
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    outcome: str
+    product: Product | None = None
+    reason: str = ""
+    content_changed: bool = False
+    inventory_changed: bool = False
+    products: list[Product] = field(default_factory=list)  # products touched by inventory
+
+
+def product_apply(*, shop: Shop, data: CanonicalProduct, source: str) -> ApplyResult:
+    """Create or update a product from normalized data, unless the stored one is newer.
+
+    Stale: the stored product is deleted, or its updated_at is newer than the data's, or the data
+    has no timestamp (a CSV export) while the stored product came with one.
+    """
+    with transaction.atomic():
+        product = _product_for_update(shop, data)
+        if product is not None:
+            stale = _stale_reason(product, data)
+            if stale:
+                return ApplyResult(STALE, product, stale)
+        new_hash = search_hash(data)
+        content_changed = product is None or product.search_hash != new_hash
+        product = product or Product(shop=shop)
+        inventory_changed = content_changed or _inventory_changed(product, data)
+        if not content_changed and not inventory_changed:
+            _touch(product, data, source)
+            return ApplyResult(NOOP, product, "content and inventory unchanged")
+        _assign(product, data, new_hash, source, content_changed)
+        product.save()
+        _replace_variants(product, data)
+        return ApplyResult(APPLIED, product, content_changed=content_changed, inventory_changed=inventory_changed)
+
+
+def product_delete(*, shop: Shop, shopify_id: int, deleted_at: datetime) -> ApplyResult:
+    """Tombstone the product: it leaves search and later stale updates cannot resurrect it."""
+    with transaction.atomic():
+        product = Product.objects.select_for_update().filter(shop=shop, shopify_id=shopify_id).first()
+        if product is None:
+            return ApplyResult(NOOP, None, f"no product {shopify_id} in {shop.domain}")
+        if product.deleted_at is not None:
+            return ApplyResult(NOOP, product, "already deleted")
+        product.deleted_at = deleted_at
+        product.last_updated_source = "webhook"
+        product.save(update_fields=["deleted_at", "last_updated_source", "modified_at"])
+        return ApplyResult(APPLIED, product, content_changed=True)
+
+
+def inventory_level_apply(*, shop: Shop, payload: dict) -> ApplyResult:
+    """Set stock of (inventory_item_id, location_id), ordered by the level's own updated_at.
+
+    Kept even when no variant has the item yet (the product's create may still be on its way).
+    """
+    item_id = parse_id(payload.get("inventory_item_id"), name="inventory_item_id")
+    location_id = parse_id(payload.get("location_id"), name="location_id")
+    available = parse_int(payload.get("available"), name="available")
+    updated_at = parse_datetime(payload.get("updated_at"), name="updated_at")
+    with transaction.atomic():
+        level, created = InventoryLevel.objects.select_for_update().get_or_create(
+            shop=shop, inventory_item_id=item_id, location_id=location_id,
+            defaults={"available": available, "shopify_updated_at": updated_at},
+        )
+        if not created:
+            if level.shopify_updated_at and updated_at and updated_at < level.shopify_updated_at:
+                return ApplyResult(STALE, reason=f"level updated at {level.shopify_updated_at.isoformat()}")
+            if level.available == available and level.shopify_updated_at == updated_at:
+                return ApplyResult(NOOP, reason="level unchanged")
+            level.available, level.shopify_updated_at = available, updated_at
+            level.save(update_fields=["available", "shopify_updated_at"])
+        products = list(
+            Product.objects.live().filter(shop=shop, variants__inventory_item_id=item_id).distinct()
+        )
+        reason = "" if products else f"inventory item {item_id} has no product yet: parked"
+        return ApplyResult(APPLIED, reason=reason, inventory_changed=True, products=products)
+
+
+def order_record(*, shop: Shop, payload: dict) -> ApplyResult:
+    """Keep an order's line items per product: the sales signal for trend scoring."""
+    order_id = parse_id(payload.get("id"), name="order id")
+    ordered_at = parse_datetime(payload.get("created_at"), name="created_at")
+    lines = []
+    for index, item in enumerate(payload.get("line_items") or [], start=1):
+        if not isinstance(item, dict):
+            raise NormalizationError(f"line_items[{index}] must be a JSON object")
+        lines.append(
+            OrderLine(
+                shop=shop,
+                order_id=order_id,
+                line_item_id=parse_id(item.get("id"), name=f"line_items[{index}].id"),
+                product_shopify_id=parse_optional_id(item.get("product_id"), name="product_id"),
+                variant_shopify_id=parse_optional_id(item.get("variant_id"), name="variant_id"),
+                sku=text(item.get("sku")),
+                title=text(item.get("title"))[:512],
+                quantity=parse_int(item.get("quantity"), name=f"line_items[{index}].quantity") or 0,
+                price=parse_money(item.get("price"), name=f"line_items[{index}].price"),
+                ordered_at=ordered_at,
+            )
+        )
+    existing = set(
+        OrderLine.objects.filter(shop=shop, line_item_id__in=[line.line_item_id for line in lines])
+        .values_list("line_item_id", flat=True)
+    )
+    new = [line for line in lines if line.line_item_id not in existing]
+    OrderLine.objects.bulk_create(new, ignore_conflicts=True)
+    if not new:
+        return ApplyResult(NOOP, reason=f"order {order_id} already recorded")
+    return ApplyResult(APPLIED, reason=f"{len(new)} line items")
+
+
+def _product_for_update(shop: Shop, data: CanonicalProduct) -> Product | None:
+    """The stored product this data describes: by id, else by handle (CSV imports have no id)."""
+    products = Product.objects.select_for_update().filter(shop=shop)
+    if data.shopify_id is not None:
+        found = products.filter(shopify_id=data.shopify_id).first()
+        if found is None and data.handle:
+            # A product imported from a CSV export (no id) is linked by the first webhook for it.
+            found = products.filter(shopify_id__isnull=True, handle=data.handle, deleted_at__isnull=True).first()
+        return found
+    if not data.handle:
+        raise NormalizationError("a product without an id needs a handle")
+    return products.filter(handle=data.handle, deleted_at__isnull=True).order_by("-shopify_updated_at").first()
+
+
+def _stale_reason(product: Product, data: CanonicalProduct) -> str:
+    if product.deleted_at is not None:
+        return f"product was deleted at {product.deleted_at.isoformat()}"
+    stored = product.shopify_updated_at
+    if stored is None:
+        return ""
+    if data.updated_at is None:
+        return f"data has no updated_at; stored product is from {stored.isoformat()}"
+    if data.updated_at < stored:
+        return f"updated_at {data.updated_at.isoformat()} is older than stored {stored.isoformat()}"
+    return ""
+
+
+def _inventory_changed(product: Product, data: CanonicalProduct) -> bool:
+    stored = [v.inventory_quantity for v in product.variants.all()] if product.pk else []
+    return stored != [v.inventory_quantity for v in data.variants]
+
+
+def _touch(product: Product, data: CanonicalProduct, source: str) -> None:
+    """Same content: only move the version forward so older payloads count as stale."""
+    if data.updated_at and (product.shopify_updated_at is None or data.updated_at > product.shopify_updated_at):
+        product.shopify_updated_at = data.updated_at
+        product.version_vector = {**product.version_vector, "shopify": shopify_version(data.updated_at)}
+        product.last_updated_source = source
+        product.save(update_fields=["shopify_updated_at", "version_vector", "last_updated_source", "modified_at"])
+
+
+def _assign(product: Product, data: CanonicalProduct, new_hash: str, source: str, content_changed: bool) -> None:
+    for name in ("handle", "title", "body_html", "vendor", "product_type", "category", "tags", "status",
+                 "options", "images", "metafields", "published_at"):
+        setattr(product, name, getattr(data, name))
+    if data.shopify_id is not None:
+        product.shopify_id = data.shopify_id
+    product.shopify_created_at = data.created_at or product.shopify_created_at
+    product.shopify_updated_at = data.updated_at or product.shopify_updated_at
+    product.search_hash = new_hash
+    version = shopify_version(data.updated_at)
+    if version is not None:
+        product.version_vector = {**product.version_vector, "shopify": version}
+    product.last_updated_source = source
+    product.update_type = Product.UpdateType.MANUAL if content_changed else Product.UpdateType.AUTO
+
+
+def _replace_variants(product: Product, data: CanonicalProduct) -> None:
+    # Variants are few per product and always arrive complete, so replacing is simpler and as
+    # cheap as diffing them.
+    Variant.objects.filter(product=product).delete()
+    Variant.objects.bulk_create(
+        Variant(
+            product=product, shop_id=product.shop_id, shopify_id=v.shopify_id, title=v.title[:512],
+            sku=v.sku[:255], barcode=v.barcode[:255], price=v.price, compare_at_price=v.compare_at_price,
+            position=v.position, option_values=v.option_values, inventory_item_id=v.inventory_item_id,
+            inventory_quantity=v.inventory_quantity, inventory_policy=v.inventory_policy[:16],
+        )
+        for v in data.variants
+    )

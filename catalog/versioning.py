@@ -1,0 +1,46 @@
+"""Content hashes and version-vector components: how we tell new from old and changed from same."""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import orjson
+
+from .normalize.types import CanonicalProduct
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
+def search_hash(data: CanonicalProduct) -> str:
+    """Hash of everything search shows or filters on. Inventory is deliberately left out: stock
+    moves on every order and must not count as a content change."""
+    return _digest(
+        {
+            "handle": data.handle,
+            "title": data.title,
+            "body_html": data.body_html,
+            "vendor": data.vendor,
+            "product_type": data.product_type,
+            "category": data.category,
+            "tags": data.tags,
+            "status": data.status,
+            "published_at": data.published_at,
+            "options": data.options,
+            "images": data.images,
+            "metafields": data.metafields,
+            "variants": [
+                [v.shopify_id, v.title, v.sku, v.barcode, v.price, v.compare_at_price, v.position,
+                 v.option_values, v.inventory_item_id, v.inventory_policy]
+                for v in data.variants
+            ],
+        }
+    )
+
+
+def shopify_version(updated_at: datetime | None) -> int | None:
+    """The `shopify` component of a product's version vector: updated_at in microseconds."""
+    if updated_at is None:
+        return None
+    return int(updated_at.timestamp() * 1_000_000)

@@ -1,0 +1,80 @@
+"""The index backend contract. Every backend (embedded, vespa) passes one contract test suite.
+
+A document is a flat dict produced by `search.documents.product_document`; its `id` is the
+document id. Backends store what they are given and never decide what changed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEARCHABLE_STATUSES = ("active",)
+
+
+class IndexError_(Exception):
+    """An index operation failed; `retryable` says whether trying again may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class SearchHit:
+    id: str
+    score: float
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+class BaseBackend:
+    """Base class of index backends. Subclasses implement every method below."""
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        self.alias = alias
+        self.params = params
+
+    def put(self, document: dict[str, Any]) -> None:
+        """Create or replace the whole document `document["id"]`."""
+        raise NotImplementedError
+
+    def update(self, doc_id: str, fields: dict[str, Any]) -> bool:
+        """Assign `fields` on an existing document, leaving every other field as it is.
+
+        Returns False (and creates nothing) when the document does not exist: a partial update
+        must never create a half-empty document.
+        """
+        raise NotImplementedError
+
+    def delete(self, doc_id: str) -> bool:
+        """Remove the document. Returns False when it did not exist (not an error)."""
+        raise NotImplementedError
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        """The stored document, or None."""
+        raise NotImplementedError
+
+    def search(
+        self,
+        query: str,
+        *,
+        shop: str | None = None,
+        statuses: tuple[str, ...] = SEARCHABLE_STATUSES,
+        limit: int = 10,
+    ) -> list[SearchHit]:
+        """Documents matching `query`, best first (BM25 over title, description, vendor, type, tags).
+
+        Only documents whose status is in `statuses` are returned (by default only active ones, so
+        draft and archived products never reach shoppers), restricted to `shop` when given.
+        """
+        raise NotImplementedError
+
+    def count(self, *, shop: str | None = None) -> int:
+        """Number of documents, for one shop or all."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Remove every document (tests, and rebuilding an index from the stored truth)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; the backend may be used again afterwards (it reopens)."""

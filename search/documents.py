@@ -1,0 +1,49 @@
+"""The index document of a product: the one projection every backend stores.
+
+Field groups say which writer owns which fields (content from Shopify, inventory); partial
+updates write one group and leave the others alone.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from catalog.models import Product
+from catalog.normalize.fields import html_to_text
+from catalog.selectors import product_inventory_total
+
+CONTENT_FIELDS = (
+    "shop", "shopify_id", "handle", "title", "description", "vendor", "product_type",
+    "tags", "status", "price_min", "price_max", "updated_at",
+)
+INVENTORY_FIELDS = ("inventory_total",)
+TEXT_FIELDS = ("title", "description", "vendor", "product_type", "tags")
+
+
+def product_doc_id(product: Product) -> str:
+    return str(product.pk)
+
+
+def product_content_fields(product: Product) -> dict[str, Any]:
+    prices = [v.price for v in product.variants.all() if v.price is not None]
+    return {
+        "shop": product.shop.domain,
+        "shopify_id": product.shopify_id,
+        "handle": product.handle,
+        "title": product.title,
+        "description": html_to_text(product.body_html),
+        "vendor": product.vendor,
+        "product_type": product.product_type,
+        "tags": list(product.tags),
+        "status": product.status,
+        "price_min": float(min(prices)) if prices else None,
+        "price_max": float(max(prices)) if prices else None,
+        "updated_at": product.shopify_updated_at.isoformat() if product.shopify_updated_at else None,
+    }
+
+
+def product_inventory_fields(product: Product) -> dict[str, Any]:
+    return {"inventory_total": product_inventory_total(product)}
+
+
+def product_document(product: Product) -> dict[str, Any]:
+    return {"id": product_doc_id(product), **product_content_fields(product), **product_inventory_fields(product)}

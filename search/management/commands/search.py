@@ -1,0 +1,34 @@
+"""manage.py search "QUERY" --shop DOMAIN [--json]: ranked results from the index."""
+from __future__ import annotations
+
+import orjson
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.models import Shop
+from search.api import search_products
+
+
+class Command(BaseCommand):
+    help = "Search the index and print ranked products."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("query")
+        parser.add_argument("--shop", help="shop domain (*.myshopify.com); all shops when omitted")
+        parser.add_argument("--limit", type=int, default=10)
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def handle(self, *args, query: str, shop: str | None, limit: int, json: bool, **options) -> None:
+        if shop and not Shop.objects.filter(domain=shop).exists():
+            raise CommandError(f"unknown shop {shop!r}; known: {', '.join(Shop.objects.values_list('domain', flat=True)) or 'none'}")
+        hits = search_products(query, shop=shop, limit=limit)
+        if json:
+            rows = [{"rank": i, "score": round(h.score, 4), **h.document} for i, h in enumerate(hits, 1)]
+            self.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+            return
+        if not hits:
+            self.stdout.write(f"no results for {query!r}")
+            return
+        for rank, hit in enumerate(hits, 1):
+            doc = hit.document
+            price = f"{doc['price_min']:.2f}" if doc.get("price_min") is not None else "-"
+            self.stdout.write(f"{rank:>2}. {hit.score:6.2f}  {doc['title']}  [{doc.get('vendor') or '-'}] {price}")

@@ -1,0 +1,71 @@
+"""WebhookEvent: every verified delivery exactly as received, and what became of it.
+
+The row is the durable record and the source of truth for what is left to do; task-queue
+messages are only wake-ups.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from catalog.models import Shop
+
+
+class WebhookEvent(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        DONE = "done"
+        SKIPPED = "skipped"
+        FAILED = "failed"
+        REJECTED = "rejected"  # verified but malformed: kept for inspection, never processed
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied"
+        STALE = "stale"
+        NOOP = "no-op"
+        SKIPPED = "skipped"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events")
+    shop_domain = models.CharField(max_length=255, blank=True)
+    topic = models.CharField(max_length=128, blank=True)
+    webhook_id = models.CharField(max_length=255, null=True, blank=True)
+    event_id = models.CharField(max_length=255, blank=True)
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    api_version = models.CharField(max_length=32, blank=True)
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField(help_text="the raw request body, byte for byte")
+    received_at = models.DateTimeField()
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True, help_text="why the outcome is what it is")
+    error = models.TextField(blank=True)
+    duplicate_deliveries = models.PositiveIntegerField(
+        default=0, help_text="repeats of this X-Shopify-Webhook-Id answered 200 and not processed"
+    )
+
+    class Meta:
+        constraints = [
+            # Idempotency lives in the database: two copies arriving at the same instant on two
+            # workers cannot both insert.
+            models.UniqueConstraint(fields=["shop", "webhook_id"], name="webhook_event_unique_delivery"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(status="pending"),
+                name="webhook_event_pending",
+            ),
+            models.Index(fields=["received_at"], name="webhook_event_received"),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.shop_domain} {self.webhook_id or self.pk}"

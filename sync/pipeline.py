@@ -1,0 +1,180 @@
+"""The drain: claim pending webhook events in batches, apply each through catalog services, and
+write the outcome to the index. At-least-once and idempotent: re-running an event is harmless.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from catalog import services as catalog
+from catalog.normalize import product_from_rest
+from catalog.normalize.fields import parse_id
+from catalog.normalize.types import NormalizationError
+from search.backends.base import IndexError_
+from search.indexer import product_index, product_index_inventory
+
+from .models import WebhookEvent
+
+logger = logging.getLogger("shopsync.pipeline")
+Status, Outcome = WebhookEvent.Status, WebhookEvent.Outcome
+# Retry delays grow 2^attempt seconds from RETRY_BASE_SECONDS, capped, with jitter so a burst of
+# failures does not come back as a burst.
+RETRY_BASE_SECONDS = 2.0
+RETRY_CAP_SECONDS = 600.0
+
+
+@dataclass
+class DrainStats:
+    outcomes: Counter = field(default_factory=Counter)
+    retried: int = 0
+
+    @property
+    def processed(self) -> int:
+        return sum(self.outcomes.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return {**self.outcomes, "retried": self.retried, "processed": self.processed}
+
+
+def drain(
+    *, batch_size: int | None = None, idle_seconds: float = 0.0,
+    on_event: Callable[[WebhookEvent], None] | None = None,
+) -> DrainStats:
+    """Process pending events until none is left (and none arrives for `idle_seconds`)."""
+    stats = DrainStats()
+    batch_size = batch_size or settings.SYNC_BATCH_SIZE
+    idle_until = time.monotonic() + idle_seconds
+    while True:
+        batch = claim_batch(batch_size)
+        if not batch:
+            if time.monotonic() >= idle_until:
+                return stats
+            time.sleep(0.1)
+            continue
+        for event in batch:
+            event_process(event, stats)
+            if on_event:
+                on_event(event)
+        idle_until = time.monotonic() + idle_seconds
+
+
+def claim_batch(size: int) -> list[WebhookEvent]:
+    """Take up to `size` due events with a lease. Rows locked by another worker are skipped
+    (SKIP LOCKED on Postgres); an expired lease means its worker died, so the event is due again."""
+    now = timezone.now()
+    due = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.PROCESSING, lease_expires_at__lt=now)
+    with transaction.atomic():
+        ids = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(due).order_by("id").values_list("id", flat=True)[:size]
+        )
+        if not ids:
+            return []
+        WebhookEvent.objects.filter(id__in=ids).update(
+            status=Status.PROCESSING, attempts=F("attempts") + 1,
+            lease_expires_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS),
+        )
+    return list(WebhookEvent.objects.filter(id__in=ids).select_related("shop").order_by("id"))
+
+
+def event_process(event: WebhookEvent, stats: DrainStats) -> None:
+    """Apply one event and record how it ended. Never raises: failures are recorded on the row."""
+    try:
+        with transaction.atomic():
+            outcome, note = _apply(event)
+    except IndexError_ as exc:
+        _fail(event, stats, str(exc), permanent=not exc.retryable)
+        return
+    except (NormalizationError, orjson.JSONDecodeError) as exc:
+        _fail(event, stats, f"malformed payload: {exc}", permanent=True)
+        return
+    except Exception as exc:  # an unexpected bug or outage must not lose the event: retry it
+        logger.exception("event %s (%s) failed", event.pk, event.topic)
+        _fail(event, stats, f"{type(exc).__name__}: {exc}", permanent=False)
+        return
+    status = Status.SKIPPED if outcome == Outcome.SKIPPED else Status.DONE
+    _finish(event, status=status, outcome=outcome, note=note)
+    stats.outcomes[outcome] += 1
+
+
+def _apply(event: WebhookEvent) -> tuple[str, str]:
+    handler = HANDLERS.get(event.topic)
+    if handler is None:
+        return Outcome.SKIPPED, f"topic {event.topic!r} is not synced"
+    payload = orjson.loads(bytes(event.body))
+    if not isinstance(payload, dict):
+        raise NormalizationError("body must be a JSON object")
+    return handler(event, payload)
+
+
+def _product_upsert(event: WebhookEvent, payload: dict) -> tuple[str, str]:
+    result = catalog.product_apply(shop=event.shop, data=product_from_rest(payload), source="webhook")
+    if result.outcome == catalog.APPLIED:
+        if result.content_changed:
+            product_index(result.product)
+        else:
+            product_index_inventory(result.product)
+    return result.outcome, result.reason
+
+
+def _product_delete(event: WebhookEvent, payload: dict) -> tuple[str, str]:
+    deleted_at = event.triggered_at or event.received_at
+    result = catalog.product_delete(shop=event.shop, shopify_id=parse_id(payload.get("id")), deleted_at=deleted_at)
+    if result.outcome == catalog.APPLIED:
+        product_index(result.product)
+    return result.outcome, result.reason
+
+
+def _inventory_update(event: WebhookEvent, payload: dict) -> tuple[str, str]:
+    result = catalog.inventory_level_apply(shop=event.shop, payload=payload)
+    for product in result.products:
+        product_index_inventory(product)
+    return result.outcome, result.reason
+
+
+def _order_create(event: WebhookEvent, payload: dict) -> tuple[str, str]:
+    result = catalog.order_record(shop=event.shop, payload=payload)
+    return result.outcome, result.reason
+
+
+HANDLERS: dict[str, Callable[[WebhookEvent, dict], tuple[str, str]]] = {
+    "products/create": _product_upsert,
+    "products/update": _product_upsert,
+    "products/delete": _product_delete,
+    "inventory_levels/update": _inventory_update,
+    "orders/create": _order_create,
+}
+
+
+def _fail(event: WebhookEvent, stats: DrainStats, error: str, *, permanent: bool) -> None:
+    if permanent or event.attempts >= settings.SYNC_MAX_ATTEMPTS:
+        _finish(event, status=Status.FAILED, outcome=Outcome.FAILED, error=error)
+        stats.outcomes[Outcome.FAILED] += 1
+        logger.error("event %s (%s) failed for good: %s", event.pk, event.topic, error)
+        return
+    delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(event.attempts - 1, 0))
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=Status.PENDING, error=error, lease_expires_at=None,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0)),
+    )
+    stats.retried += 1
+
+
+def _finish(event: WebhookEvent, *, status: str, outcome: str, note: str = "", error: str = "") -> None:
+    now = timezone.now()
+    note = note[:500]
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=status, outcome=outcome, note=note, error=error, processed_at=now, lease_expires_at=None
+    )
+    event.status, event.outcome, event.note, event.error, event.processed_at = status, outcome, note, error, now

@@ -1,0 +1,114 @@
+"""Writes of the sync app: recording deliveries and the shops they belong to."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.models import Shop
+from catalog.normalize.fields import parse_datetime
+from catalog.normalize.types import NormalizationError
+
+from .models import WebhookEvent
+from .queue import drain_wakeup_on_commit
+
+SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+# Shops (and their secrets) are cached per process so the hot path stays one INSERT; a secret
+# changed in the admin is picked up within this many seconds.
+SHOP_CACHE_SECONDS = 60.0
+_shop_cache: dict[str, tuple[float, Shop | None]] = {}
+_shop_cache_lock = threading.Lock()
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One HTTP delivery as received: headers that matter, all headers, and the raw body."""
+
+    shop_domain: str
+    topic: str
+    webhook_id: str | None
+    event_id: str
+    triggered_at: str
+    api_version: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def shop_lookup(domain: str) -> Shop | None:
+    """The Shop for `domain`, or None, from a short per-process cache."""
+    now = time.monotonic()
+    with _shop_cache_lock:
+        cached = _shop_cache.get(domain)
+    if cached and cached[0] > now:
+        return cached[1]
+    shop = Shop.objects.filter(domain=domain).first()
+    with _shop_cache_lock:
+        _shop_cache[domain] = (now + SHOP_CACHE_SECONDS, shop)
+    return shop
+
+
+def shop_cache_clear() -> None:
+    with _shop_cache_lock:
+        _shop_cache.clear()
+
+
+def shop_get_or_create(*, domain: str) -> Shop:
+    """A verified delivery from a shop we have not seen yet creates it (its app is installed)."""
+    shop, _ = Shop.objects.get_or_create(domain=domain)
+    with _shop_cache_lock:
+        _shop_cache[domain] = (time.monotonic() + SHOP_CACHE_SECONDS, shop)
+    return shop
+
+
+def webhook_event_record(
+    *, shop: Shop | None, delivery: Delivery, rejected_reason: str = ""
+) -> tuple[WebhookEvent, bool]:
+    """Store a verified delivery; returns (event, created).
+
+    A repeat of (shop, webhook_id) creates nothing: the unique constraint decides, so two copies
+    racing on two workers cannot both be stored. The repeat is counted on the original row.
+    A created pending event wakes the drain worker after commit.
+    """
+    event = WebhookEvent(
+        shop=shop,
+        shop_domain=delivery.shop_domain,
+        topic=delivery.topic,
+        webhook_id=delivery.webhook_id,
+        event_id=delivery.event_id,
+        triggered_at=_header_datetime(delivery.triggered_at),
+        api_version=delivery.api_version,
+        headers=delivery.headers,
+        body=delivery.body,
+        received_at=timezone.now(),
+    )
+    if rejected_reason:
+        event.status = WebhookEvent.Status.REJECTED
+        event.outcome = WebhookEvent.Outcome.REJECTED
+        event.error = rejected_reason
+    else:
+        event.next_attempt_at = event.received_at
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+            if not rejected_reason:
+                drain_wakeup_on_commit()
+    except IntegrityError:
+        if shop is None or delivery.webhook_id is None:
+            raise
+        WebhookEvent.objects.filter(shop=shop, webhook_id=delivery.webhook_id).update(
+            duplicate_deliveries=F("duplicate_deliveries") + 1
+        )
+        return WebhookEvent.objects.get(shop=shop, webhook_id=delivery.webhook_id), False
+    return event, True
+
+
+def _header_datetime(value: str):
+    try:
+        return parse_datetime(value, name="X-Shopify-Triggered-At")
+    except NormalizationError:
+        return None  # optional header; the raw value stays in `headers`

@@ -1,0 +1,10 @@
+"""django-q2 tasks: thin wrappers that call one service. Safe to run twice."""
+from __future__ import annotations
+
+from .pipeline import drain
+from .queue import DRAIN_IDLE_SECONDS
+
+
+def drain_pending() -> dict[str, int]:
+    """Drain pending webhook events, then keep polling briefly for stragglers."""
+    return drain(idle_seconds=DRAIN_IDLE_SECONDS).as_dict()

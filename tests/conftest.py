@@ -1,0 +1,69 @@
+"""Shared test setup: test secrets, a fresh embedded index per test, and webhook helpers."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.test import Client
+
+from search.backends import get_backend, reset_backends
+from sync import queue
+from sync.security import sign
+from sync.services import shop_cache_clear
+from tests.helpers import shared_fixture
+
+SECRET = "test-secret-current"
+PREVIOUS_SECRET = "test-secret-previous"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, tmp_path):
+    settings.SHOPIFY_WEBHOOK_SECRETS = [SECRET, PREVIOUS_SECRET]
+    settings.SEARCH_BACKENDS = {
+        "embedded": {"BACKEND": "search.backends.embedded.EmbeddedBackend", "PATH": str(tmp_path / "index.sqlite3")}
+    }
+    settings.SEARCH_BACKEND = "embedded"
+    reset_backends()
+    shop_cache_clear()
+    queue.reset_debounce()
+    yield
+    reset_backends()
+    shop_cache_clear()
+
+
+@pytest.fixture
+def index():
+    return get_backend()
+
+
+def webhook_body(name: str) -> bytes:
+    """Raw bytes of a real delivery body from shared/fixtures/webhooks."""
+    return shared_fixture(f"webhooks/{name}").read_bytes()
+
+
+def webhook_headers(name: str) -> dict[str, str]:
+    return json.loads(shared_fixture(f"webhooks/{name}").read_text())
+
+
+def post_webhook(
+    client: Client,
+    body: bytes,
+    *,
+    topic: str = "products/update",
+    shop: str = "feeder8.myshopify.com",
+    webhook_id: str | None = None,
+    secret: str = SECRET,
+    signature: str | None = None,
+    extra: dict[str, str] | None = None,
+):
+    """POST a delivery the way Shopify does: raw body, signed, X-Shopify-* headers."""
+    headers = {
+        "HTTP_X_SHOPIFY_TOPIC": topic,
+        "HTTP_X_SHOPIFY_SHOP_DOMAIN": shop,
+        "HTTP_X_SHOPIFY_WEBHOOK_ID": webhook_id or str(uuid.uuid4()),
+        "HTTP_X_SHOPIFY_API_VERSION": "2024-01",
+        "HTTP_X_SHOPIFY_HMAC_SHA256": signature if signature is not None else sign(body, secret),
+    }
+    headers.update(extra or {})
+    return client.generic("POST", "/webhooks/shopify", body, content_type="application/json", **headers)
