@@ -55,7 +55,10 @@ class _File:
 
 
 def iter_bulk_products(stream: TextIO) -> Iterator[BulkItem]:
-    """Products and error items of a bulk-operation result, in the order of their first line."""
+    """Products and error items of a bulk-operation result, in the order of their first line.
+
+    Error texts leave the line out: it is the item's `line`.
+    """
     parsed = _read(stream)
     _attach_children(parsed)
     items = parsed.errors + [_item(gid, node) for gid, node in parsed.products.items()]
@@ -70,11 +73,11 @@ def _read(stream: TextIO) -> _File:
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            error = f"line {line}: not valid JSON ({exc.msg} at column {exc.colno})"
+            error = f"not valid JSON ({exc.msg} at column {exc.colno})"
             parsed.errors.append(BulkItem(line, "", None, error))
             continue
         if not isinstance(obj, dict):
-            parsed.errors.append(BulkItem(line, "", None, f"line {line}: expected a JSON object"))
+            parsed.errors.append(BulkItem(line, "", None, "expected a JSON object on this line"))
         elif obj.get("__parentId"):
             parsed.children.append((line, obj))
             if obj.get("id"):
@@ -82,7 +85,7 @@ def _read(stream: TextIO) -> _File:
         elif _typename(obj) == "Product":
             _add_product(parsed, line, obj)
         else:
-            error = f"line {line}: top-level {_typename(obj) or 'object'} is not a Product"
+            error = f"top-level {_typename(obj) or 'object'} is not a Product"
             parsed.errors.append(BulkItem(line, text(obj.get("id")), None, error))
     return parsed
 
@@ -106,7 +109,7 @@ def _attach_children(parsed: _File) -> None:
             parsed.products[parent].children.append((line, child))
         elif parent not in parsed.child_ids:  # a variant's own children are not part of the product
             what = " ".join(filter(None, [_typename(child) or "child", text(child.get("id"))]))
-            error = f"line {line}: {what} has parent {parent}, which is not in the file"
+            error = f"{what} has parent {parent}, which is not in the file"
             parsed.errors.append(BulkItem(line, parent, None, error))
 
 

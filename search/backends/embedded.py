@@ -136,10 +136,10 @@ class EmbeddedBackend(BaseBackend):
     def count(self, *, shop: str | None = None) -> int:
         with _index_errors("count"):
             if shop is None:
-                row = self._conn().execute("SELECT count(*) FROM documents").fetchone()
+                cursor = self._conn().execute("SELECT count(*) FROM documents")
             else:
-                row = self._conn().execute("SELECT count(*) FROM documents WHERE shop = ?", (shop,)).fetchone()
-        return row[0]
+                cursor = self._conn().execute("SELECT count(*) FROM documents WHERE shop = ?", (shop,))
+            return cursor.fetchone()[0]
 
     def search(
         self,
