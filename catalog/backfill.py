@@ -4,6 +4,7 @@ Products are applied in batches (each its own transaction) through `product_appl
 backfill follows the same stale/no-op rules as webhooks and cannot roll a newer product back.
 A bad item is reported with its line (or item) number and the rest imports.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -13,7 +14,13 @@ from pathlib import Path
 import orjson
 
 from .models import Shop
-from .normalize import NormalizationError, detect_format, iter_bulk_products, iter_csv_products, product_from_rest
+from .normalize import (
+    NormalizationError,
+    detect_format,
+    iter_bulk_products,
+    iter_csv_products,
+    product_from_rest,
+)
 from .normalize.types import CanonicalProduct
 from .services import APPLIED, product_apply
 
@@ -89,7 +96,7 @@ def _json_items(path: Path) -> Iterator[SourceItem]:
     elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise NormalizationError(f"{path}: expected a list of products or {{\"products\": [...]}}")
+        raise NormalizationError(f'{path}: expected a list of products or {{"products": [...]}}')
     for index, raw in enumerate(data, start=1):
         try:
             yield SourceItem(f"item {index}", product_from_rest(raw))

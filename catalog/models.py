@@ -1,4 +1,5 @@
 """Shops and the canonical products we hold for them (the truth the index is derived from)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -144,6 +145,9 @@ class InventoryLevel(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"item {self.inventory_item_id} @ location {self.location_id}: {self.available}"
+
 
 class OrderLine(models.Model):
     """One line item of an order: the raw material of sales-velocity signals for scoring."""
@@ -160,6 +164,7 @@ class OrderLine(models.Model):
     ordered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["shop", "line_item_id"], name="order_line_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["shop", "line_item_id"], name="order_line_unique")]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.quantity} x {self.title}"

@@ -1,4 +1,5 @@
 """Reads over the catalog."""
+
 from __future__ import annotations
 
 from django.db.models import Sum
@@ -23,7 +24,7 @@ def product_inventory_total(product: Product) -> int | None:
         )
         levels = {r["inventory_item_id"]: r["total"] or 0 for r in rows}
     quantities = [
-        levels[v.inventory_item_id] if v.inventory_item_id in levels else v.inventory_quantity
+        levels.get(v.inventory_item_id, v.inventory_quantity)
         for v in variants
     ]
     known = [q for q in quantities if q is not None]

@@ -3,6 +3,7 @@
 Every function decides from the stored truth whether incoming data is new, stale or the same,
 so deliveries may arrive twice, late or out of order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,7 +51,9 @@ def product_apply(*, shop: Shop, data: CanonicalProduct, source: str) -> ApplyRe
         _assign(product, data, new_hash, source, content_changed)
         product.save()
         _replace_variants(product, data)
-        return ApplyResult(APPLIED, product, content_changed=content_changed, inventory_changed=inventory_changed)
+        return ApplyResult(
+            APPLIED, product, content_changed=content_changed, inventory_changed=inventory_changed
+        )
 
 
 def product_delete(*, shop: Shop, shopify_id: int, deleted_at: datetime) -> ApplyResult:
@@ -78,7 +81,9 @@ def inventory_level_apply(*, shop: Shop, payload: dict) -> ApplyResult:
     updated_at = parse_datetime(payload.get("updated_at"), name="updated_at")
     with transaction.atomic():
         level, created = InventoryLevel.objects.select_for_update().get_or_create(
-            shop=shop, inventory_item_id=item_id, location_id=location_id,
+            shop=shop,
+            inventory_item_id=item_id,
+            location_id=location_id,
             defaults={"available": available, "shopify_updated_at": updated_at},
         )
         if not created:
@@ -118,8 +123,9 @@ def order_record(*, shop: Shop, payload: dict) -> ApplyResult:
             )
         )
     existing = set(
-        OrderLine.objects.filter(shop=shop, line_item_id__in=[line.line_item_id for line in lines])
-        .values_list("line_item_id", flat=True)
+        OrderLine.objects.filter(
+            shop=shop, line_item_id__in=[line.line_item_id for line in lines]
+        ).values_list("line_item_id", flat=True)
     )
     new = [line for line in lines if line.line_item_id not in existing]
     OrderLine.objects.bulk_create(new, ignore_conflicts=True)
@@ -135,11 +141,15 @@ def _product_for_update(shop: Shop, data: CanonicalProduct) -> Product | None:
         found = products.filter(shopify_id=data.shopify_id).first()
         if found is None and data.handle:
             # A product imported from a CSV export (no id) is linked by the first webhook for it.
-            found = products.filter(shopify_id__isnull=True, handle=data.handle, deleted_at__isnull=True).first()
+            found = products.filter(
+                shopify_id__isnull=True, handle=data.handle, deleted_at__isnull=True
+            ).first()
         return found
     if not data.handle:
         raise NormalizationError("a product without an id needs a handle")
-    return products.filter(handle=data.handle, deleted_at__isnull=True).order_by("-shopify_updated_at").first()
+    return (
+        products.filter(handle=data.handle, deleted_at__isnull=True).order_by("-shopify_updated_at").first()
+    )
 
 
 def _stale_reason(product: Product, data: CanonicalProduct) -> str:
@@ -162,16 +172,34 @@ def _inventory_changed(product: Product, data: CanonicalProduct) -> bool:
 
 def _touch(product: Product, data: CanonicalProduct, source: str) -> None:
     """Same content: only move the version forward so older payloads count as stale."""
-    if data.updated_at and (product.shopify_updated_at is None or data.updated_at > product.shopify_updated_at):
+    if data.updated_at and (
+        product.shopify_updated_at is None or data.updated_at > product.shopify_updated_at
+    ):
         product.shopify_updated_at = data.updated_at
         product.version_vector = {**product.version_vector, "shopify": shopify_version(data.updated_at)}
         product.last_updated_source = source
-        product.save(update_fields=["shopify_updated_at", "version_vector", "last_updated_source", "modified_at"])
+        product.save(
+            update_fields=["shopify_updated_at", "version_vector", "last_updated_source", "modified_at"]
+        )
 
 
-def _assign(product: Product, data: CanonicalProduct, new_hash: str, source: str, content_changed: bool) -> None:
-    for name in ("handle", "title", "body_html", "vendor", "product_type", "category", "tags", "status",
-                 "options", "images", "metafields", "published_at"):
+def _assign(
+    product: Product, data: CanonicalProduct, new_hash: str, source: str, content_changed: bool
+) -> None:
+    for name in (
+        "handle",
+        "title",
+        "body_html",
+        "vendor",
+        "product_type",
+        "category",
+        "tags",
+        "status",
+        "options",
+        "images",
+        "metafields",
+        "published_at",
+    ):
         setattr(product, name, getattr(data, name))
     if data.shopify_id is not None:
         product.shopify_id = data.shopify_id
@@ -191,10 +219,19 @@ def _replace_variants(product: Product, data: CanonicalProduct) -> None:
     Variant.objects.filter(product=product).delete()
     Variant.objects.bulk_create(
         Variant(
-            product=product, shop_id=product.shop_id, shopify_id=v.shopify_id, title=v.title[:512],
-            sku=v.sku[:255], barcode=v.barcode[:255], price=v.price, compare_at_price=v.compare_at_price,
-            position=v.position, option_values=v.option_values, inventory_item_id=v.inventory_item_id,
-            inventory_quantity=v.inventory_quantity, inventory_policy=v.inventory_policy[:16],
+            product=product,
+            shop_id=product.shop_id,
+            shopify_id=v.shopify_id,
+            title=v.title[:512],
+            sku=v.sku[:255],
+            barcode=v.barcode[:255],
+            price=v.price,
+            compare_at_price=v.compare_at_price,
+            position=v.position,
+            option_values=v.option_values,
+            inventory_item_id=v.inventory_item_id,
+            inventory_quantity=v.inventory_quantity,
+            inventory_policy=v.inventory_policy[:16],
         )
         for v in data.variants
     )

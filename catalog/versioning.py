@@ -1,4 +1,5 @@
 """Content hashes and version-vector components: how we tell new from old and changed from same."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,18 @@ def search_hash(data: CanonicalProduct) -> str:
             "images": data.images,
             "metafields": data.metafields,
             "variants": [
-                [v.shopify_id, v.title, v.sku, v.barcode, v.price, v.compare_at_price, v.position,
-                 v.option_values, v.inventory_item_id, v.inventory_policy]
+                [
+                    v.shopify_id,
+                    v.title,
+                    v.sku,
+                    v.barcode,
+                    v.price,
+                    v.compare_at_price,
+                    v.position,
+                    v.option_values,
+                    v.inventory_item_id,
+                    v.inventory_policy,
+                ]
                 for v in data.variants
             ],
         }

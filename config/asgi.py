@@ -1,4 +1,5 @@
 """ASGI entry point. Production serves WSGI (measured 5-10x faster for the webhook view)."""
+
 import os
 
 from django.core.asgi import get_asgi_application

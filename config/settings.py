@@ -2,6 +2,7 @@
 
 Each section says why its defaults are what they are. Production secrets have no defaults.
 """
+
 from pathlib import Path
 
 import environ
@@ -19,7 +20,7 @@ if not SECRET_KEY:
             "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY in the environment "
             "(or DEBUG=1 for local development only)."
         )
-    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105 (DEBUG only)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 # Runtime files of the zero-setup mode (SQLite database, embedded index) live here.
@@ -77,7 +78,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'shopsync.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A health check costs a `SELECT 1` round trip per request (16% of the webhook path's time),
+# so it is off by default: after a database restart one request per worker fails and Shopify
+# retries it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {
@@ -96,6 +100,9 @@ SHOPIFY_WEBHOOK_SECRETS = env.list("SHOPIFY_WEBHOOK_SECRETS", default=[])
 # Django's 2.5 MB default. Larger bodies are answered 413.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES
+
+# Extra routes for bench/ingest.py's baseline; never on in production.
+BENCH_ROUTES = env.bool("SHOPSYNC_BENCH_ROUTES", default=False)
 
 # --- Sync pipeline ----------------------------------------------------------------------------
 SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=500)

@@ -1,4 +1,6 @@
 """URL routes: the webhook ingress, the admin, and a health check."""
+
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
@@ -9,3 +11,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
+
+if settings.BENCH_ROUTES:
+    # Only for bench/ingest.py: a trivial POST view served by the same process, as the baseline.
+    from bench.views import trivial_post
+
+    urlpatterns.append(path("bench/trivial", trivial_post))

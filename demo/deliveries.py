@@ -1,6 +1,7 @@
 """The demo's deliveries: real webhook captures from the shared fixtures, plus changes derived
 from the imported catalog (a merchant edit, its late stale retry, stock, a delete, a duplicate
 and a forged signature), so every outcome of the pipeline shows up once."""
+
 from __future__ import annotations
 
 import json
@@ -65,9 +66,20 @@ def build(fixtures: Path | None, demo_shop: str) -> list[Delivery]:
     if plan:
         # Repeat and forge the best HMAC vector we have (feeder8's raw bytes), else the first.
         first = next((d for d in plan if "feeder8" in d.label), plan[0])
-        plan.append(Delivery(f"{first.label} (again)", first.topic, first.shop, first.body,
-                             webhook_id=first.webhook_id, headers=first.headers, repeat=True))
-        plan.append(Delivery(f"{first.label} (forged signature)", first.topic, first.shop, first.body, forged=True))
+        plan.append(
+            Delivery(
+                f"{first.label} (again)",
+                first.topic,
+                first.shop,
+                first.body,
+                webhook_id=first.webhook_id,
+                headers=first.headers,
+                repeat=True,
+            )
+        )
+        plan.append(
+            Delivery(f"{first.label} (forged signature)", first.topic, first.shop, first.body, forged=True)
+        )
     return plan
 
 
@@ -84,7 +96,9 @@ def real_deliveries(fixtures: Path) -> list[Delivery]:
         headers = _captured_headers(path)
         shop = headers.pop("X-Shopify-Shop-Domain", f"{source.split('_')[0]}.myshopify.com")
         webhook_id = headers.pop("X-Shopify-Webhook-Id", str(uuid.uuid4()))
-        plan.append(Delivery(path.name, topic, shop, path.read_bytes(), webhook_id=webhook_id, headers=headers))
+        plan.append(
+            Delivery(path.name, topic, shop, path.read_bytes(), webhook_id=webhook_id, headers=headers)
+        )
     return plan
 
 
@@ -93,8 +107,14 @@ def _captured_headers(body_path: Path) -> dict[str, str]:
     header_path = body_path.with_name(f"{stem}__headers.json")
     if not header_path.exists():
         return {}
-    keep = ("X-Shopify-Shop-Domain", "X-Shopify-Webhook-Id", "X-Shopify-Event-Id", "X-Shopify-Triggered-At",
-            "X-Shopify-API-Version", "X-Shopify-Product-Id")
+    keep = (
+        "X-Shopify-Shop-Domain",
+        "X-Shopify-Webhook-Id",
+        "X-Shopify-Event-Id",
+        "X-Shopify-Triggered-At",
+        "X-Shopify-API-Version",
+        "X-Shopify-Product-Id",
+    )
     raw = {k.lower(): v for k, v in json.loads(header_path.read_text()).items()}
     return {name: raw[name.lower()] for name in keep if name.lower() in raw}
 
@@ -111,35 +131,70 @@ def derived_deliveries(demo_shop: str) -> list[Delivery]:
     now = datetime.now(UTC).replace(microsecond=0)
     new_title = f"{edited.title} Limited Edition"
     update = _rest_payload(edited, DERIVED_ID_BASE + 1, now, title=new_title)
-    stale = _rest_payload(edited, DERIVED_ID_BASE + 1, now - timedelta(hours=3), title=f"{edited.title} (old)")
+    stale = _rest_payload(
+        edited, DERIVED_ID_BASE + 1, now - timedelta(hours=3), title=f"{edited.title} (old)"
+    )
     linked = _rest_payload(removed, DERIVED_ID_BASE + 2, now)
-    level = {"inventory_item_id": update["variants"][0]["inventory_item_id"], "location_id": 90_000_001,
-             "available": 12, "updated_at": now.isoformat()}
+    level = {
+        "inventory_item_id": update["variants"][0]["inventory_item_id"],
+        "location_id": 90_000_001,
+        "available": 12,
+        "updated_at": now.isoformat(),
+    }
     return [
-        Delivery(f"edit: rename {edited.handle}", "products/update", demo_shop, _dumps(update),
-                 search_after="limited edition"),
-        Delivery(f"late retry of an older edit of {edited.handle}", "products/update", demo_shop, _dumps(stale)),
-        Delivery(f"stock: 12 at a location for {edited.handle}", "inventory_levels/update", demo_shop, _dumps(level)),
+        Delivery(
+            f"edit: rename {edited.handle}",
+            "products/update",
+            demo_shop,
+            _dumps(update),
+            search_after="limited edition",
+        ),
+        Delivery(
+            f"late retry of an older edit of {edited.handle}", "products/update", demo_shop, _dumps(stale)
+        ),
+        Delivery(
+            f"stock: 12 at a location for {edited.handle}",
+            "inventory_levels/update",
+            demo_shop,
+            _dumps(level),
+        ),
         Delivery(f"first webhook for {removed.handle}", "products/update", demo_shop, _dumps(linked)),
-        Delivery(f"delete {removed.handle}", "products/delete", demo_shop,
-                 _dumps({"id": DERIVED_ID_BASE + 2})),
+        Delivery(
+            f"delete {removed.handle}", "products/delete", demo_shop, _dumps({"id": DERIVED_ID_BASE + 2})
+        ),
     ]
 
 
 def _rest_payload(product, shopify_id: int, updated_at: datetime, *, title: str | None = None) -> dict:
     variants = [
-        {"id": shopify_id * 10 + i, "product_id": shopify_id, "title": v.title, "price": str(v.price or "0"),
-         "sku": v.sku, "position": v.position, "inventory_item_id": shopify_id * 100 + i,
-         "inventory_quantity": v.inventory_quantity, "inventory_policy": v.inventory_policy,
-         **{f"option{n}": value for n, value in enumerate(v.option_values, 1)}}
+        {
+            "id": shopify_id * 10 + i,
+            "product_id": shopify_id,
+            "title": v.title,
+            "price": str(v.price or "0"),
+            "sku": v.sku,
+            "position": v.position,
+            "inventory_item_id": shopify_id * 100 + i,
+            "inventory_quantity": v.inventory_quantity,
+            "inventory_policy": v.inventory_policy,
+            **{f"option{n}": value for n, value in enumerate(v.option_values, 1)},
+        }
         for i, v in enumerate(product.variants.all(), 1)
     ]
     return {
-        "id": shopify_id, "admin_graphql_api_id": f"gid://shopify/Product/{shopify_id}",
-        "title": title or product.title, "body_html": product.body_html, "vendor": product.vendor,
-        "product_type": product.product_type, "handle": product.handle, "tags": ", ".join(product.tags),
-        "status": product.status, "updated_at": updated_at.isoformat(), "variants": variants,
-        "options": product.options, "images": [{"src": src} for src in product.images],
+        "id": shopify_id,
+        "admin_graphql_api_id": f"gid://shopify/Product/{shopify_id}",
+        "title": title or product.title,
+        "body_html": product.body_html,
+        "vendor": product.vendor,
+        "product_type": product.product_type,
+        "handle": product.handle,
+        "tags": ", ".join(product.tags),
+        "status": product.status,
+        "updated_at": updated_at.isoformat(),
+        "variants": variants,
+        "options": product.options,
+        "images": [{"src": src} for src in product.images],
     }
 
 
@@ -157,10 +212,14 @@ def report(plan: list[Delivery]) -> None:
         elif delivery.repeat:
             what = f"duplicate: HTTP {delivery.status}, same X-Shopify-Webhook-Id, not processed again"
         else:
-            event = WebhookEvent.objects.filter(shop_domain=delivery.shop, webhook_id=delivery.webhook_id).first()
+            event = WebhookEvent.objects.filter(
+                shop_domain=delivery.shop, webhook_id=delivery.webhook_id
+            ).first()
             if event is None:
                 what = f"HTTP {delivery.status}, not stored"
             else:
                 detail = event.note or event.error
-                what = f"HTTP {delivery.status} -> {event.outcome or event.status}" + (f" ({detail})" if detail else "")
+                what = f"HTTP {delivery.status} -> {event.outcome or event.status}" + (
+                    f" ({detail})" if detail else ""
+                )
         print(f"  {delivery.topic:<24} {delivery.label[:58]:<58} {what}")

@@ -8,6 +8,7 @@
 5. run the worker (django-q2 qcluster) until nothing is pending
 6. print what each delivery did and three searches with their top results; stop the server
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "demo"
-SECRET = "demo-webhook-secret"
+SECRET = "demo-webhook-secret"  # noqa: S105 (the demo signs its own deliveries)
 DEMO_SHOP = "hair-extensions-demo.myshopify.com"
 CATALOG = "catalog/products_export__hair-extensions-store_2025__84-products.csv"
 SAMPLE_URL = "https://help.shopify.com/cdn/shopifycloud/product-knowledge/production/csv/product_template.csv"
@@ -61,8 +62,20 @@ def main() -> int:
 
     port = free_port()
     step(f"3. web server: gunicorn on http://127.0.0.1:{port}")
-    server = start_process([sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2",
-                            "--log-level", "warning"])
+    server = start_process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--log-level",
+            "warning",
+        ]
+    )
     worker = None
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz")
@@ -112,7 +125,9 @@ def free_port() -> int:
 
 
 def start_process(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), start_new_session=True)
+    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+        command, cwd=ROOT, env=os.environ.copy(), start_new_session=True
+    )
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -137,8 +152,10 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
 
 
 def post(port: int, delivery, secret: str) -> int:
-    request = urllib.request.Request(  # noqa: S310 (loopback)
-        f"http://127.0.0.1:{port}/webhooks/shopify", data=delivery.body, method="POST",
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhooks/shopify",
+        data=delivery.body,
+        method="POST",
         headers=delivery.signed_headers(secret),
     )
     try:
@@ -170,7 +187,8 @@ def search(query: str) -> None:
     print(f'\nsearch "{query}": {len(hits)} shown')
     for rank, hit in enumerate(hits, 1):
         doc = hit.document
-        print(f"  {rank}. {hit.score:5.1f}  {doc['title']}  [{doc['product_type'] or '-'}]  ${doc['price_min'] or 0:.2f}")
+        kind = doc["product_type"] or "-"
+        print(f"  {rank}. {hit.score:5.1f}  {doc['title']}  [{kind}]  ${doc['price_min'] or 0:.2f}")
 
 
 def search_changed(plan) -> None:

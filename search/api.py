@@ -1,4 +1,5 @@
 """Queries against the index: the one place the search command (and later the HTTP API) ask."""
+
 from __future__ import annotations
 
 from .backends import get_backend

@@ -3,6 +3,7 @@
 Field groups say which writer owns which fields (content from Shopify, inventory); partial
 updates write one group and leave the others alone.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,18 @@ from catalog.normalize.fields import html_to_text
 from catalog.selectors import product_inventory_total
 
 CONTENT_FIELDS = (
-    "shop", "shopify_id", "handle", "title", "description", "vendor", "product_type",
-    "tags", "status", "price_min", "price_max", "updated_at",
+    "shop",
+    "shopify_id",
+    "handle",
+    "title",
+    "description",
+    "vendor",
+    "product_type",
+    "tags",
+    "status",
+    "price_min",
+    "price_max",
+    "updated_at",
 )
 INVENTORY_FIELDS = ("inventory_total",)
 TEXT_FIELDS = ("title", "description", "vendor", "product_type", "tags")
@@ -46,4 +57,8 @@ def product_inventory_fields(product: Product) -> dict[str, Any]:
 
 
 def product_document(product: Product) -> dict[str, Any]:
-    return {"id": product_doc_id(product), **product_content_fields(product), **product_inventory_fields(product)}
+    return {
+        "id": product_doc_id(product),
+        **product_content_fields(product),
+        **product_inventory_fields(product),
+    }

@@ -1,4 +1,5 @@
 """Writes products to the configured index backend: whole documents, or one field group."""
+
 from __future__ import annotations
 
 from django.utils import timezone

@@ -7,7 +7,16 @@ from .models import WebhookEvent
 class WebhookEventAdmin(admin.ModelAdmin):
     """Read-only audit of deliveries: what arrived, verbatim, and what became of it."""
 
-    list_display = ("id", "topic", "shop_domain", "received_at", "triggered_at", "status", "outcome", "attempts")
+    list_display = (
+        "id",
+        "topic",
+        "shop_domain",
+        "received_at",
+        "triggered_at",
+        "status",
+        "outcome",
+        "attempts",
+    )
     list_filter = ("status", "outcome", "topic")
     search_fields = ("webhook_id", "event_id", "shop_domain")
     date_hierarchy = "received_at"

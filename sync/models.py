@@ -3,6 +3,7 @@
 The row is the durable record and the source of truth for what is left to do; task-queue
 messages are only wake-ups.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -28,10 +29,13 @@ class WebhookEvent(models.Model):
         REJECTED = "rejected"
         FAILED = "failed"
 
-    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events")
+    shop = models.ForeignKey(
+        Shop, on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events"
+    )
     shop_domain = models.CharField(max_length=255, blank=True)
     topic = models.CharField(max_length=128, blank=True)
-    webhook_id = models.CharField(max_length=255, null=True, blank=True)
+    # NULL (not "") when the header is missing, so such deliveries never collide in the constraint.
+    webhook_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     event_id = models.CharField(max_length=255, blank=True)
     triggered_at = models.DateTimeField(null=True, blank=True)
     api_version = models.CharField(max_length=32, blank=True)

@@ -1,6 +1,7 @@
 """The drain: claim pending webhook events in batches, apply each through catalog services, and
 write the outcome to the index. At-least-once and idempotent: re-running an event is harmless.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,7 +49,9 @@ class DrainStats:
 
 
 def drain(
-    *, batch_size: int | None = None, idle_seconds: float = 0.0,
+    *,
+    batch_size: int | None = None,
+    idle_seconds: float = 0.0,
     on_event: Callable[[WebhookEvent], None] | None = None,
 ) -> DrainStats:
     """Process pending events until none is left (and none arrives for `idle_seconds`)."""
@@ -73,16 +76,21 @@ def claim_batch(size: int) -> list[WebhookEvent]:
     """Take up to `size` due events with a lease. Rows locked by another worker are skipped
     (SKIP LOCKED on Postgres); an expired lease means its worker died, so the event is due again."""
     now = timezone.now()
-    due = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.PROCESSING, lease_expires_at__lt=now)
+    due = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(
+        status=Status.PROCESSING, lease_expires_at__lt=now
+    )
     with transaction.atomic():
         ids = list(
             WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(due).order_by("id").values_list("id", flat=True)[:size]
+            .filter(due)
+            .order_by("id")
+            .values_list("id", flat=True)[:size]
         )
         if not ids:
             return []
         WebhookEvent.objects.filter(id__in=ids).update(
-            status=Status.PROCESSING, attempts=F("attempts") + 1,
+            status=Status.PROCESSING,
+            attempts=F("attempts") + 1,
             lease_expires_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS),
         )
     return list(WebhookEvent.objects.filter(id__in=ids).select_related("shop").order_by("id"))
@@ -130,7 +138,9 @@ def _product_upsert(event: WebhookEvent, payload: dict) -> tuple[str, str]:
 
 def _product_delete(event: WebhookEvent, payload: dict) -> tuple[str, str]:
     deleted_at = event.triggered_at or event.received_at
-    result = catalog.product_delete(shop=event.shop, shopify_id=parse_id(payload.get("id")), deleted_at=deleted_at)
+    result = catalog.product_delete(
+        shop=event.shop, shopify_id=parse_id(payload.get("id")), deleted_at=deleted_at
+    )
     if result.outcome == catalog.APPLIED:
         product_index(result.product)
     return result.outcome, result.reason
@@ -165,7 +175,9 @@ def _fail(event: WebhookEvent, stats: DrainStats, error: str, *, permanent: bool
         return
     delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(event.attempts - 1, 0))
     WebhookEvent.objects.filter(pk=event.pk).update(
-        status=Status.PENDING, error=error, lease_expires_at=None,
+        status=Status.PENDING,
+        error=error,
+        lease_expires_at=None,
         next_attempt_at=timezone.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0)),
     )
     stats.retried += 1
@@ -177,4 +189,10 @@ def _finish(event: WebhookEvent, *, status: str, outcome: str, note: str = "", e
     WebhookEvent.objects.filter(pk=event.pk).update(
         status=status, outcome=outcome, note=note, error=error, processed_at=now, lease_expires_at=None
     )
-    event.status, event.outcome, event.note, event.error, event.processed_at = status, outcome, note, error, now
+    event.status, event.outcome, event.note, event.error, event.processed_at = (
+        status,
+        outcome,
+        note,
+        error,
+        now,
+    )

@@ -6,6 +6,7 @@ nothing left to do. That also lets the web process send at most one wake-up per
 WAKEUP_DEBOUNCE_SECONDS: the drain task keeps polling for DRAIN_IDLE_SECONDS (longer than the
 debounce) after its last event, so deliveries stored inside the debounce window are still seen.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Webhook authenticity: HMAC-SHA256 over the raw body, compared as bytes in constant time."""
+
 from __future__ import annotations
 
 import base64

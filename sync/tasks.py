@@ -1,4 +1,5 @@
 """django-q2 tasks: thin wrappers that call one service. Safe to run twice."""
+
 from __future__ import annotations
 
 from .pipeline import drain

@@ -3,6 +3,7 @@
 Shopify gives us 5 seconds and retries on anything but 2xx, so this path does no sync work: one
 INSERT, and the worker does the rest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,9 @@ class ShopifyWebhookView(APIView):
             shop = shop_get_or_create(domain=delivery.shop_domain)
         event, created = webhook_event_record(shop=shop, delivery=delivery, rejected_reason=reason or "")
         if reason:
-            logger.warning("webhook rejected: %s (event %s, shop=%s)", reason, event.pk, delivery.shop_domain)
+            logger.warning(
+                "webhook rejected: %s (event %s, shop=%s)", reason, event and event.pk, delivery.shop_domain
+            )
             return _answer(400, reason)
         return _answer(200, "stored" if created else "duplicate delivery, already stored")
 

@@ -1,4 +1,5 @@
 """Shared test setup: test secrets, a fresh embedded index per test, and webhook helpers."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,10 @@ PREVIOUS_SECRET = "test-secret-previous"
 def _isolated(settings, tmp_path):
     settings.SHOPIFY_WEBHOOK_SECRETS = [SECRET, PREVIOUS_SECRET]
     settings.SEARCH_BACKENDS = {
-        "embedded": {"BACKEND": "search.backends.embedded.EmbeddedBackend", "PATH": str(tmp_path / "index.sqlite3")}
+        "embedded": {
+            "BACKEND": "search.backends.embedded.EmbeddedBackend",
+            "PATH": str(tmp_path / "index.sqlite3"),
+        }
     }
     settings.SEARCH_BACKEND = "embedded"
     reset_backends()

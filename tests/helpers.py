@@ -3,6 +3,7 @@
 Real data written by others never enters the repo; tests read it from ../shared/fixtures (or
 SHOPSYNC_FIXTURES) and skip, saying so, where it is absent. CI always has it.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,129 +5,228 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Shop',
+            name="Shop",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('domain', models.CharField(help_text='the *.myshopify.com domain', max_length=255, unique=True)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('webhook_secret', models.CharField(blank=True, max_length=255)),
-                ('webhook_secret_previous', models.CharField(blank=True, max_length=255)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('uninstalled', 'Uninstalled')], default='active', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "domain",
+                    models.CharField(help_text="the *.myshopify.com domain", max_length=255, unique=True),
+                ),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("webhook_secret", models.CharField(blank=True, max_length=255)),
+                ("webhook_secret_previous", models.CharField(blank=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("uninstalled", "Uninstalled")],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['domain'],
+                "ordering": ["domain"],
             },
         ),
         migrations.CreateModel(
-            name='Product',
+            name="Product",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shopify_id', models.BigIntegerField(blank=True, null=True)),
-                ('handle', models.CharField(blank=True, max_length=255)),
-                ('title', models.CharField(max_length=512)),
-                ('body_html', models.TextField(blank=True)),
-                ('vendor', models.CharField(blank=True, max_length=255)),
-                ('product_type', models.CharField(blank=True, max_length=255)),
-                ('category', models.CharField(blank=True, max_length=512)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('draft', 'Draft'), ('archived', 'Archived')], default='active', max_length=16)),
-                ('options', models.JSONField(blank=True, default=list)),
-                ('images', models.JSONField(blank=True, default=list)),
-                ('metafields', models.JSONField(blank=True, default=dict)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('shopify_created_at', models.DateTimeField(blank=True, null=True)),
-                ('shopify_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('deleted_at', models.DateTimeField(blank=True, help_text='tombstone: deleted in Shopify', null=True)),
-                ('search_hash', models.CharField(blank=True, max_length=64)),
-                ('version_vector', models.JSONField(blank=True, default=dict)),
-                ('last_updated_source', models.CharField(blank=True, max_length=32)),
-                ('update_type', models.CharField(blank=True, choices=[('manual', 'manual (merchant content change)'), ('auto', 'auto (inventory/order-driven)')], max_length=8)),
-                ('indexed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('modified_at', models.DateTimeField(auto_now=True)),
-                ('shop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='products', to='catalog.shop')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("shopify_id", models.BigIntegerField(blank=True, null=True)),
+                ("handle", models.CharField(blank=True, max_length=255)),
+                ("title", models.CharField(max_length=512)),
+                ("body_html", models.TextField(blank=True)),
+                ("vendor", models.CharField(blank=True, max_length=255)),
+                ("product_type", models.CharField(blank=True, max_length=255)),
+                ("category", models.CharField(blank=True, max_length=512)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("draft", "Draft"), ("archived", "Archived")],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("options", models.JSONField(blank=True, default=list)),
+                ("images", models.JSONField(blank=True, default=list)),
+                ("metafields", models.JSONField(blank=True, default=dict)),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                ("shopify_created_at", models.DateTimeField(blank=True, null=True)),
+                ("shopify_updated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "deleted_at",
+                    models.DateTimeField(blank=True, help_text="tombstone: deleted in Shopify", null=True),
+                ),
+                ("search_hash", models.CharField(blank=True, max_length=64)),
+                ("version_vector", models.JSONField(blank=True, default=dict)),
+                ("last_updated_source", models.CharField(blank=True, max_length=32)),
+                (
+                    "update_type",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("manual", "manual (merchant content change)"),
+                            ("auto", "auto (inventory/order-driven)"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("indexed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("modified_at", models.DateTimeField(auto_now=True)),
+                (
+                    "shop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="products",
+                        to="catalog.shop",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OrderLine',
+            name="OrderLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('order_id', models.BigIntegerField()),
-                ('line_item_id', models.BigIntegerField()),
-                ('product_shopify_id', models.BigIntegerField(blank=True, db_index=True, null=True)),
-                ('variant_shopify_id', models.BigIntegerField(blank=True, null=True)),
-                ('sku', models.CharField(blank=True, max_length=255)),
-                ('title', models.CharField(blank=True, max_length=512)),
-                ('quantity', models.IntegerField(default=0)),
-                ('price', models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
-                ('ordered_at', models.DateTimeField(blank=True, null=True)),
-                ('shop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='order_lines', to='catalog.shop')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("order_id", models.BigIntegerField()),
+                ("line_item_id", models.BigIntegerField()),
+                ("product_shopify_id", models.BigIntegerField(blank=True, db_index=True, null=True)),
+                ("variant_shopify_id", models.BigIntegerField(blank=True, null=True)),
+                ("sku", models.CharField(blank=True, max_length=255)),
+                ("title", models.CharField(blank=True, max_length=512)),
+                ("quantity", models.IntegerField(default=0)),
+                ("price", models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
+                ("ordered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "shop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="order_lines",
+                        to="catalog.shop",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='InventoryLevel',
+            name="InventoryLevel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('inventory_item_id', models.BigIntegerField()),
-                ('location_id', models.BigIntegerField()),
-                ('available', models.IntegerField(blank=True, null=True)),
-                ('shopify_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('shop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='inventory_levels', to='catalog.shop')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("inventory_item_id", models.BigIntegerField()),
+                ("location_id", models.BigIntegerField()),
+                ("available", models.IntegerField(blank=True, null=True)),
+                ("shopify_updated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "shop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="inventory_levels",
+                        to="catalog.shop",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Variant',
+            name="Variant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shopify_id', models.BigIntegerField(blank=True, null=True)),
-                ('title', models.CharField(blank=True, max_length=512)),
-                ('sku', models.CharField(blank=True, max_length=255)),
-                ('barcode', models.CharField(blank=True, max_length=255)),
-                ('price', models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
-                ('compare_at_price', models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
-                ('position', models.PositiveIntegerField(default=1)),
-                ('option_values', models.JSONField(blank=True, default=list)),
-                ('inventory_item_id', models.BigIntegerField(blank=True, null=True)),
-                ('inventory_quantity', models.IntegerField(blank=True, null=True)),
-                ('inventory_policy', models.CharField(blank=True, max_length=16)),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='variants', to='catalog.product')),
-                ('shop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.shop')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("shopify_id", models.BigIntegerField(blank=True, null=True)),
+                ("title", models.CharField(blank=True, max_length=512)),
+                ("sku", models.CharField(blank=True, max_length=255)),
+                ("barcode", models.CharField(blank=True, max_length=255)),
+                ("price", models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
+                (
+                    "compare_at_price",
+                    models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True),
+                ),
+                ("position", models.PositiveIntegerField(default=1)),
+                ("option_values", models.JSONField(blank=True, default=list)),
+                ("inventory_item_id", models.BigIntegerField(blank=True, null=True)),
+                ("inventory_quantity", models.IntegerField(blank=True, null=True)),
+                ("inventory_policy", models.CharField(blank=True, max_length=16)),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="variants",
+                        to="catalog.product",
+                    ),
+                ),
+                (
+                    "shop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="catalog.shop"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['product_id', 'position'],
+                "ordering": ["product_id", "position"],
             },
         ),
         migrations.AddIndex(
-            model_name='product',
-            index=models.Index(fields=['shop', 'handle'], name='catalog_pro_shop_id_44c357_idx'),
+            model_name="product",
+            index=models.Index(fields=["shop", "handle"], name="catalog_pro_shop_id_44c357_idx"),
         ),
         migrations.AddConstraint(
-            model_name='product',
-            constraint=models.UniqueConstraint(condition=models.Q(('shopify_id__isnull', False)), fields=('shop', 'shopify_id'), name='product_unique_shop_shopify_id'),
+            model_name="product",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("shopify_id__isnull", False)),
+                fields=("shop", "shopify_id"),
+                name="product_unique_shop_shopify_id",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='product',
-            constraint=models.UniqueConstraint(condition=models.Q(('shopify_id__isnull', True)), fields=('shop', 'handle'), name='product_unique_shop_handle_without_id'),
+            model_name="product",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("shopify_id__isnull", True)),
+                fields=("shop", "handle"),
+                name="product_unique_shop_handle_without_id",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='orderline',
-            constraint=models.UniqueConstraint(fields=('shop', 'line_item_id'), name='order_line_unique'),
+            model_name="orderline",
+            constraint=models.UniqueConstraint(fields=("shop", "line_item_id"), name="order_line_unique"),
         ),
         migrations.AddConstraint(
-            model_name='inventorylevel',
-            constraint=models.UniqueConstraint(fields=('shop', 'inventory_item_id', 'location_id'), name='inventory_level_unique'),
+            model_name="inventorylevel",
+            constraint=models.UniqueConstraint(
+                fields=("shop", "inventory_item_id", "location_id"), name="inventory_level_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='variant',
-            index=models.Index(fields=['shop', 'inventory_item_id'], name='catalog_var_shop_id_a96c94_idx'),
+            model_name="variant",
+            index=models.Index(fields=["shop", "inventory_item_id"], name="catalog_var_shop_id_a96c94_idx"),
         ),
     ]

@@ -1,4 +1,5 @@
 """Every Shopify product source (webhook/REST JSON, bulk JSONL, CSV export) → `CanonicalProduct`."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Each connection node is its own line pointing at its parent with `__parentId`, a
 not promise parents come first (only `groupObjects: true` groups them), so the whole file is read
 before any product is built. One product id may appear on several lines: their fields are merged.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Shape: one row per variant plus image-only rows (Handle + Image Src), a product'
 product-level fields only on its first row. Cells hold multi-line HTML, so only the `csv` module may
 split records, and line numbers are counted from the reader, never from rows.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,6 +49,8 @@ _VARIANT_FIELDS = (*_OPTION_VALUES, "sku", "barcode", "price", "compare_at_price
 # Labels before the parenthesis are localised (Swedish in some stores), so only this part is read.
 _METAFIELD = re.compile(r"\(product\.metafields\.([^.()\s]+)\.([^()\s]+)\)\s*$")
 _BOOLEAN = {"true": True, "false": False}
+# csv's default cell limit (128 KiB) is below what a long Body (HTML) with inline styles reaches.
+_MAX_CELL = 16 * 1024 * 1024
 
 
 def _normalize_header(header: str) -> str:
@@ -60,7 +63,7 @@ _LOOKUP = {_normalize_header(alias): name for name, aliases in _ALIASES.items() 
 class _Reader(Protocol):
     line_num: int
 
-    def __iter__(self) -> Iterator[list[str]]: ...
+    def __next__(self) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +94,18 @@ class _Columns:
             match = _METAFIELD.search(raw)
             if match:
                 metafields.append((position, f"{match.group(1)}.{match.group(2)}"))
-        missing = [_ALIASES[name][0] for name in _REQUIRED if name not in index]
+        cls._check_required(index, header)
+        return cls(index=index, label=label, metafields=metafields)
+
+    @staticmethod
+    def _check_required(index: dict[str, int], header: list[str]) -> None:
+        missing = [" or ".join(map(repr, _ALIASES[name])) for name in _REQUIRED if name not in index]
         if missing:
             shown = ", ".join(repr(h) for h in header[:12]) + (", …" if len(header) > 12 else "")
             raise NormalizationError(
-                f"not a Shopify product CSV: no {' or '.join(repr(m) for m in missing)} column "
-                f"(2025 exports call Handle 'URL handle'); the header row has {len(header)} "
-                f"columns: {shown}"
+                f"not a Shopify product CSV: no {' and no '.join(missing)} column; "
+                f"the header row has {len(header)} columns: {shown}"
             )
-        return cls(index=index, label=label, metafields=metafields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +139,9 @@ def iter_csv_products(stream: TextIO) -> Iterator[CsvItem]:
     The header is checked now, not on the first `next()`, so a file that is not a product export
     fails before any work is queued. Open the file with `newline=""` (cells hold line breaks).
     """
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_CELL))  # process-wide, only ever raised
     reader = csv.reader(stream)
-    header = next(reader, None)
+    header = _next_record(reader, line=1)
     if header is None:
         raise NormalizationError("the CSV file is empty: expected a Shopify product export header row")
     columns = _Columns.from_header(header)
@@ -144,10 +151,18 @@ def iter_csv_products(stream: TextIO) -> Iterator[CsvItem]:
 def _iter_rows(reader: _Reader, columns: _Columns) -> Iterator[_Row]:
     # csv.reader.line_num is the line a record ENDS on, so a record starts one after the previous end.
     start = reader.line_num + 1
-    for cells in reader:
+    while (cells := _next_record(reader, line=start)) is not None:
         line, start = start, reader.line_num + 1
         if any(cell.strip() for cell in cells):
             yield _Row(line=line, cells=cells, columns=columns)
+
+
+def _next_record(reader: _Reader, *, line: int) -> list[str] | None:
+    try:
+        return next(reader, None)
+    except csv.Error as exc:
+        # The reader cannot resynchronise after a broken record, so the rest of the file is lost.
+        raise NormalizationError(f"line {line}: the CSV cannot be read from here on ({exc})") from exc
 
 
 def _iter_items(rows: Iterator[_Row]) -> Iterator[CsvItem]:
@@ -160,8 +175,10 @@ def _iter_items(rows: Iterator[_Row]) -> Iterator[CsvItem]:
             yield CsvItem(line=line, handle="", product=None, error=error)
         elif handle in first_seen:
             # Merging into a product already yielded is not possible in a stream: say so instead.
-            error = (f"line {line}: handle {handle!r} appears again after other products (first at line "
-                     f"{first_seen[handle]}); a product's rows must be consecutive")
+            error = (
+                f"line {line}: handle {handle!r} appears again after other products (first at line "
+                f"{first_seen[handle]}); a product's rows must be consecutive"
+            )
             yield CsvItem(line=line, handle=handle, product=None, error=error)
         else:
             first_seen[handle] = line
@@ -209,7 +226,7 @@ def _status(first: _Row) -> str:
             return parse_status(status)
         except NormalizationError as exc:
             raise first.fail(f"{first.column('status')}: {exc}") from exc
-    # Exports without a Status column (before 2021) only say whether the product is published.
+    # Exports without a Status column (or with it blank) only say whether the product is published.
     published = first.get("published")
     if not published:
         return "active"

@@ -1,4 +1,5 @@
 """Field-level parsers shared by every source: ids, timestamps, money, tags, HTML."""
+
 from __future__ import annotations
 
 import html

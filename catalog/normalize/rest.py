@@ -4,6 +4,7 @@ Version drift handled here: `status` is missing before 2021 (treated as active),
 be null, `tags` is one comma-separated string, variants lost `grams`/`weight`/
 `inventory_management` in 2026-04, and `sku` may be "" or null.
 """
+
 from __future__ import annotations
 
 from .fields import (
@@ -44,7 +45,9 @@ def product_from_rest(payload: object) -> CanonicalProduct:
         created_at=parse_datetime(payload.get("created_at"), name="created_at"),
         updated_at=parse_datetime(payload.get("updated_at"), name="updated_at"),
         options=[_option(o) for o in payload.get("options") or [] if isinstance(o, dict)],
-        images=[text(i.get("src")) for i in payload.get("images") or [] if isinstance(i, dict) and i.get("src")],
+        images=[
+            text(i.get("src")) for i in payload.get("images") or [] if isinstance(i, dict) and i.get("src")
+        ],
         variants=[_variant(v, index) for index, v in enumerate(variants, start=1)],
         category=_category(payload.get("category")),
     )
@@ -53,7 +56,9 @@ def product_from_rest(payload: object) -> CanonicalProduct:
 def _variant(raw: object, index: int) -> CanonicalVariant:
     if not isinstance(raw, dict):
         raise NormalizationError(f"variant {index} must be a JSON object")
-    options = [text(raw.get(key)) for key in ("option1", "option2", "option3") if raw.get(key) not in (None, "")]
+    options = [
+        text(raw.get(key)) for key in ("option1", "option2", "option3") if raw.get(key) not in (None, "")
+    ]
     return CanonicalVariant(
         shopify_id=parse_optional_id(raw.get("id"), name=f"variants[{index}].id"),
         title=text(raw.get("title")),
@@ -63,8 +68,12 @@ def _variant(raw: object, index: int) -> CanonicalVariant:
         compare_at_price=parse_money(raw.get("compare_at_price"), name=f"variants[{index}].compare_at_price"),
         position=parse_int(raw.get("position"), name=f"variants[{index}].position") or index,
         option_values=options,
-        inventory_item_id=parse_optional_id(raw.get("inventory_item_id"), name=f"variants[{index}].inventory_item_id"),
-        inventory_quantity=parse_int(raw.get("inventory_quantity"), name=f"variants[{index}].inventory_quantity"),
+        inventory_item_id=parse_optional_id(
+            raw.get("inventory_item_id"), name=f"variants[{index}].inventory_item_id"
+        ),
+        inventory_quantity=parse_int(
+            raw.get("inventory_quantity"), name=f"variants[{index}].inventory_quantity"
+        ),
         inventory_policy=text(raw.get("inventory_policy")),
     )
 

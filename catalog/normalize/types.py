@@ -3,6 +3,7 @@
 Webhook JSON, REST objects, bulk-operation JSONL and CSV exports all become a `CanonicalProduct`;
 services compare and store only this shape, so a new source never touches the sync logic.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Index backends chosen in settings (SEARCH_BACKENDS, shaped like Django's CACHES)."""
+
 from __future__ import annotations
 
 import threading

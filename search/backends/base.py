@@ -3,6 +3,7 @@
 A document is a flat dict produced by `search.documents.product_document`; its `id` is the
 document id. Backends store what they are given and never decide what changed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,42 +5,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shop_domain', models.CharField(blank=True, max_length=255)),
-                ('topic', models.CharField(blank=True, max_length=128)),
-                ('webhook_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('event_id', models.CharField(blank=True, max_length=255)),
-                ('triggered_at', models.DateTimeField(blank=True, null=True)),
-                ('api_version', models.CharField(blank=True, max_length=32)),
-                ('headers', models.JSONField(default=dict)),
-                ('body', models.BinaryField(help_text='the raw request body, byte for byte')),
-                ('received_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processing', 'Processing'), ('done', 'Done'), ('skipped', 'Skipped'), ('failed', 'Failed'), ('rejected', 'Rejected')], default='pending', max_length=16)),
-                ('outcome', models.CharField(blank=True, choices=[('applied', 'Applied'), ('stale', 'Stale'), ('no-op', 'Noop'), ('skipped', 'Skipped'), ('rejected', 'Rejected'), ('failed', 'Failed')], max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('note', models.CharField(blank=True, help_text='why the outcome is what it is', max_length=500)),
-                ('error', models.TextField(blank=True)),
-                ('duplicate_deliveries', models.PositiveIntegerField(default=0, help_text='repeats of this X-Shopify-Webhook-Id answered 200 and not processed')),
-                ('shop', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='webhook_events', to='catalog.shop')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("shop_domain", models.CharField(blank=True, max_length=255)),
+                ("topic", models.CharField(blank=True, max_length=128)),
+                ("webhook_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("event_id", models.CharField(blank=True, max_length=255)),
+                ("triggered_at", models.DateTimeField(blank=True, null=True)),
+                ("api_version", models.CharField(blank=True, max_length=32)),
+                ("headers", models.JSONField(default=dict)),
+                ("body", models.BinaryField(help_text="the raw request body, byte for byte")),
+                ("received_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processing", "Processing"),
+                            ("done", "Done"),
+                            ("skipped", "Skipped"),
+                            ("failed", "Failed"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("applied", "Applied"),
+                            ("stale", "Stale"),
+                            ("no-op", "Noop"),
+                            ("skipped", "Skipped"),
+                            ("rejected", "Rejected"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "note",
+                    models.CharField(blank=True, help_text="why the outcome is what it is", max_length=500),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "duplicate_deliveries",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="repeats of this X-Shopify-Webhook-Id answered 200 and not processed",
+                    ),
+                ),
+                (
+                    "shop",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="webhook_events",
+                        to="catalog.shop",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at', 'id'], name='webhook_event_pending'), models.Index(fields=['received_at'], name='webhook_event_received')],
-                'constraints': [models.UniqueConstraint(fields=('shop', 'webhook_id'), name='webhook_event_unique_delivery')],
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("status", "pending")),
+                        fields=["next_attempt_at", "id"],
+                        name="webhook_event_pending",
+                    ),
+                    models.Index(fields=["received_at"], name="webhook_event_received"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("shop", "webhook_id"), name="webhook_event_unique_delivery"
+                    )
+                ],
             },
         ),
     ]

@@ -1,4 +1,5 @@
 """manage.py backfill on real Shopify exports, and the search over what it imported."""
+
 from __future__ import annotations
 
 import io
@@ -39,7 +40,9 @@ def test_84_product_export_imports_with_variants_and_statuses(index):
     products = Product.objects.filter(shop__domain=SHOP)
     assert products.count() == 84
     assert dict(products.values_list("status").annotate(n=Count("id"))) == {
-        "active": 82, "draft": 1, "archived": 1,
+        "active": 82,
+        "draft": 1,
+        "archived": 1,
     }
     for product in products:
         assert product.variants.count() == _variant_rows(path, product.handle), product.handle
@@ -98,14 +101,18 @@ def test_search_command_rejects_an_unknown_shop():
 
 
 def test_json_and_bulk_files_import(tmp_path, index):
-    feeder8 = json.loads(shared_fixture("webhooks/products_update__feeder8_2024-01__raw_body.json").read_bytes())
+    feeder8 = json.loads(
+        shared_fixture("webhooks/products_update__feeder8_2024-01__raw_body.json").read_bytes()
+    )
     bad = {"id": 5}
     path = tmp_path / "products.json"
     path.write_text(json.dumps({"products": [feeder8, bad]}))
     out, err = backfill(path)
     assert "applied 1" in out and "1 errors" in out
     assert "item 2: product has no 'title'" in err
-    out, err = backfill(shared_fixture("bulk/bulk_operation_products_with_children__airbyte-test-store.jsonl"))
+    out, err = backfill(
+        shared_fixture("bulk/bulk_operation_products_with_children__airbyte-test-store.jsonl")
+    )
     assert Product.objects.filter(shopify_id=123, title="Gold Silver iPhone 7 Case").exists()
 
 
@@ -135,8 +142,13 @@ def test_backfill_cannot_roll_back_a_newer_webhook(client, index):
 
     backfill(shared_fixture(HAIR))
     product = Product.objects.get(shop__domain=SHOP, title="Ophelia Kinky Curly Wig")
-    payload = {"id": 9_000_000_000_001, "title": "Ophelia Wig (renamed)", "handle": product.handle,
-               "updated_at": "2026-01-01T00:00:00Z", "variants": [{"id": 1, "price": "1.00"}]}
+    payload = {
+        "id": 9_000_000_000_001,
+        "title": "Ophelia Wig (renamed)",
+        "handle": product.handle,
+        "updated_at": "2026-01-01T00:00:00Z",
+        "variants": [{"id": 1, "price": "1.00"}],
+    }
     post_webhook(client, json.dumps(payload).encode(), shop=SHOP)
     drain()
     out, _ = backfill(shared_fixture(HAIR))  # an export without timestamps is older than the webhook

@@ -1,4 +1,5 @@
 """Bulk-operation JSONL → canonical products: the two real airbyte files and our out-of-order fixture."""
+
 from __future__ import annotations
 
 import io
@@ -26,11 +27,15 @@ def test_products_with_children_file() -> None:
     product = items[0].product
     assert product and product.shopify_id == 123
     assert (product.title, product.handle, product.status) == (
-        "Gold Silver iPhone 7 Case", "gold-silver-iphone-7-case", "active",
+        "Gold Silver iPhone 7 Case",
+        "gold-silver-iphone-7-case",
+        "active",
     )
     assert product.body_html.startswith("Gold and silver glitter")
     assert (product.vendor, product.product_type, product.tags) == (
-        "Blanda, O'Kon and Bartell", "Music", ["developer-tools-generator"],
+        "Blanda, O'Kon and Bartell",
+        "Music",
+        ["developer-tools-generator"],
     )
     assert product.updated_at == datetime(2023, 4, 20, 11, 12, 26, tzinfo=UTC)
     assert product.options == [{"name": "Title", "values": ["Plastic", "indigo"]}]
@@ -61,7 +66,9 @@ def test_repeated_product_123_is_merged_across_lines() -> None:
     assert product and product.title == "Gold Silver iPhone 7 Case"
     assert [v.shopify_id for v in product.variants] == [111, 222]
     # MediaImage image.url and Image src are the same picture: kept once.
-    assert product.images == ["https://cdn.shopify.com/s/files/1/0580/3317/6765/products/white-t-shirt.jpg?v=1673029759"]
+    assert product.images == [
+        "https://cdn.shopify.com/s/files/1/0580/3317/6765/products/white-t-shirt.jpg?v=1673029759"
+    ]
     assert [item.error is not None for item in items] == [False, True, True]
 
 
@@ -84,11 +91,17 @@ def test_out_of_order_product_is_assembled() -> None:
     tee = read_items(own_fixture(OUT_OF_ORDER))[0].product
     assert tee and tee.shopify_id == 788032119674292922  # > 2**53: never through a float
     assert (tee.title, tee.handle, tee.status, tee.category) == (
-        "Organic Tee", "organic-tee", "draft", "Apparel & Accessories > Clothing > Shirts",
+        "Organic Tee",
+        "organic-tee",
+        "draft",
+        "Apparel & Accessories > Clothing > Shirts",
     )
     assert tee.body_html == "<p>Soft.</p>\n<p>Organic.</p>"
     assert tee.published_at is None
-    assert tee.images == ["https://cdn.example.invalid/tee-front.jpg", "https://cdn.example.invalid/tee-back.jpg"]
+    assert tee.images == [
+        "https://cdn.example.invalid/tee-front.jpg",
+        "https://cdn.example.invalid/tee-back.jpg",
+    ]
     assert tee.metafields == {"custom.fabric": "cotton"}  # the variant's InventoryLevel child is ignored
 
 
@@ -116,7 +129,7 @@ def test_bad_field_becomes_an_error_item() -> None:
         '{"id":"gid://shopify/Product/1","title":"A","status":"ACTIVE"}\n'
         '{"id":"gid://shopify/ProductVariant/5","price":"free","__parentId":"gid://shopify/Product/1"}\n'
         '{"id":"gid://shopify/Collection/9","title":"Summer"}\n'
-        '[1, 2]\n'
+        "[1, 2]\n"
     )
     items = list(iter_bulk_products(io.StringIO(lines)))
     assert [(item.line, item.error) for item in items] == [

@@ -3,15 +3,17 @@
 Expected counts and line numbers were read off the files by hand (`grep -n '^<handle>,'`, row counts),
 not produced by the parser under test.
 """
+
 from __future__ import annotations
 
+import csv
 import io
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from catalog.normalize import CsvItem, NormalizationError, iter_csv_products
+from catalog.normalize import CsvItem, NormalizationError, csv_export, iter_csv_products
 from tests.helpers import own_fixture, shared_fixture
 
 HAIR_EXPORT = "catalog/products_export__hair-extensions-store_2025__84-products.csv"
@@ -165,7 +167,10 @@ def test_template_yields_three_products_with_each_status() -> None:
 def test_bad_price_reports_its_product_and_line_and_the_rest_import() -> None:
     items = read_items(own_fixture(BAD_PRICE))
     assert [(item.handle, item.line) for item in items] == [
-        ("linen-shirt", 2), ("wool-scarf", 10), ("silk-tie", 13), ("cotton-socks", 15),
+        ("linen-shirt", 2),
+        ("wool-scarf", 10),
+        ("silk-tie", 13),
+        ("cotton-socks", 15),
     ]
     bad = items[1]
     assert bad.product is None
@@ -176,8 +181,10 @@ def test_bad_price_reports_its_product_and_line_and_the_rest_import() -> None:
 def test_bad_price_file_neighbours_are_complete() -> None:
     linen, _, tie, socks = by_handle(read_items(own_fixture(BAD_PRICE))).values()
     assert linen.product and len(linen.product.variants) == 2  # the image-only row adds no variant
-    assert linen.product.images == ["https://cdn.example.invalid/linen-front.jpg",
-                                    "https://cdn.example.invalid/linen-back.jpg"]
+    assert linen.product.images == [
+        "https://cdn.example.invalid/linen-front.jpg",
+        "https://cdn.example.invalid/linen-back.jpg",
+    ]
     assert linen.product.body_html.count("\n") == 4
     assert [v.inventory_quantity for v in linen.product.variants] == [4, 0]
     assert tie.product and tie.product.title == "Silk Tie 8×150 cm"
@@ -193,7 +200,8 @@ def test_bad_price_file_neighbours_are_complete() -> None:
 def test_renamed_2025_dialect() -> None:
     items = read_items(own_fixture(RENAMED))
     assert [(item.handle, item.line, item.error) for item in items] == [
-        ("merino-beanie", 2, None), ("gift-card", 6, None),
+        ("merino-beanie", 2, None),
+        ("gift-card", 6, None),
     ]
     beanie, gift = (item.product for item in items)
     assert beanie and gift
@@ -221,7 +229,7 @@ def test_renamed_2025_dialect() -> None:
 def test_missing_handle_column_raises_before_iterating() -> None:
     with (
         own_fixture(NO_HANDLE).open(encoding="utf-8", newline="") as stream,
-        pytest.raises(NormalizationError, match=r"no 'Handle' column .*'Title', 'Body \(HTML\)'"),
+        pytest.raises(NormalizationError, match=r"no 'Handle' or 'URL handle' column; .*'Body \(HTML\)'"),
     ):
         iter_csv_products(stream)  # no next(): the header is checked on the call itself
 
@@ -257,3 +265,23 @@ def test_non_consecutive_handle_is_reported() -> None:
     assert [item.error is None for item in items] == [True, True, False]
     assert items[2].line == 4
     assert "'a' appears again" in (items[2].error or "") and "first at line 2" in (items[2].error or "")
+
+
+def test_body_over_csv_default_cell_limit() -> None:
+    body = "<p>" + "x" * 200_000 + "</p>"  # csv refuses cells over 128 KiB unless told otherwise
+    items = parse(HEADER + f'a,A,"{body}",TRUE,,,A1,1,\n')
+    assert items[0].product and items[0].product.body_html == body
+
+
+def test_unreadable_record_raises_with_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = csv.field_size_limit()
+    monkeypatch.setattr(csv_export, "_MAX_CELL", 40)
+    csv.field_size_limit(40)
+    try:
+        rows = "a,A,,TRUE,,,A1,1,\nb,B," + "y" * 50 + ",TRUE,,,B1,2,\n"
+        items = iter_csv_products(io.StringIO(HEADER + rows))
+        # Raised while "a" is still being grouped: whether its rows ended is unknowable.
+        with pytest.raises(NormalizationError, match=r"^line 3: the CSV cannot be read from here on"):
+            next(items)
+    finally:
+        csv.field_size_limit(previous)

@@ -1,4 +1,5 @@
 """REST/webhook product payloads (API 2020 to 2026-04) → canonical products, plus format detection."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ def product_payload_files() -> list[Path]:
     folder = shared_fixture("webhooks")
     # products/delete carries only the id, and *__headers.json are the delivery's headers.
     return [
-        path for path in sorted(folder.glob("products_*.json"))
+        path
+        for path in sorted(folder.glob("products_*.json"))
         if not path.name.startswith("products_delete") and not path.name.endswith("__headers.json")
     ]
 

@@ -1,4 +1,5 @@
 """The drain: webhook deliveries applied to stored products and the index, in any order."""
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,12 @@ def test_delete_removes_exactly_that_product(client, index):
     post_webhook(client, webhook_body(FEEDER8), shop=shop, webhook_id="c2")
     drain()
     assert {h.document["title"] for h in search_products("doomed OR wax", shop=shop)} >= {"Doomed Board"}
-    assert post_webhook(client, webhook_body(DELETE), topic="products/delete", shop=shop, webhook_id="d").status_code == 200
+    assert (
+        post_webhook(
+            client, webhook_body(DELETE), topic="products/delete", shop=shop, webhook_id="d"
+        ).status_code
+        == 200
+    )
     drain()
     assert _outcomes()["d"] == "applied"
     deleted = Product.objects.get(shopify_id=788032119674292922)
@@ -102,7 +108,13 @@ def test_inventory_levels_ordered_by_their_own_updated_at(client, index):
     newer = dict(level, available=7, updated_at="2020-05-26T12:00:00+12:00")
     older = dict(level, available=3, updated_at="2020-05-26T11:00:00+12:00")
     for webhook_id, body in (("new", newer), ("old", older)):
-        post_webhook(client, json.dumps(body).encode(), topic="inventory_levels/update", shop=shop, webhook_id=webhook_id)
+        post_webhook(
+            client,
+            json.dumps(body).encode(),
+            topic="inventory_levels/update",
+            shop=shop,
+            webhook_id=webhook_id,
+        )
     drain()
     assert _outcomes() == {"p": "applied", "new": "applied", "old": "stale"}
     stored = InventoryLevel.objects.get(inventory_item_id=34269676896353, location_id=36167909473)

@@ -1,4 +1,5 @@
 """Webhook ingress over HTTP: authenticity, malformed input, size limit, deduplication."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,12 @@ def test_non_ascii_signature_header_bytes_are_401():
 def test_missing_signature_is_401(client):
     body = webhook_body(FEEDER8)
     response = client.generic(
-        "POST", "/webhooks/shopify", body, content_type="application/json",
-        HTTP_X_SHOPIFY_TOPIC="products/update", HTTP_X_SHOPIFY_SHOP_DOMAIN="feeder8.myshopify.com",
+        "POST",
+        "/webhooks/shopify",
+        body,
+        content_type="application/json",
+        HTTP_X_SHOPIFY_TOPIC="products/update",
+        HTTP_X_SHOPIFY_SHOP_DOMAIN="feeder8.myshopify.com",
     )
     assert response.status_code == 401
 
@@ -92,7 +97,10 @@ def test_per_shop_secret_overrides_global(client):
 
 @pytest.mark.parametrize(
     ("drop", "reason"),
-    [("HTTP_X_SHOPIFY_TOPIC", "missing X-Shopify-Topic"), ("HTTP_X_SHOPIFY_SHOP_DOMAIN", "missing X-Shopify-Shop-Domain")],
+    [
+        ("HTTP_X_SHOPIFY_TOPIC", "missing X-Shopify-Topic"),
+        ("HTTP_X_SHOPIFY_SHOP_DOMAIN", "missing X-Shopify-Shop-Domain"),
+    ],
 )
 def test_missing_required_header_is_400_and_kept(client, drop, reason):
     body = webhook_body(FEEDER8)
@@ -138,8 +146,12 @@ def test_default_limit_admits_a_large_product(client):
 
 def test_optional_headers_are_stored_when_present(client):
     response = post_webhook(
-        client, webhook_body(FEEDER8),
-        extra={"HTTP_X_SHOPIFY_EVENT_ID": "a2533945", "HTTP_X_SHOPIFY_TRIGGERED_AT": "2024-05-06T10:45:17.912552336Z"},
+        client,
+        webhook_body(FEEDER8),
+        extra={
+            "HTTP_X_SHOPIFY_EVENT_ID": "a2533945",
+            "HTTP_X_SHOPIFY_TRIGGERED_AT": "2024-05-06T10:45:17.912552336Z",
+        },
     )
     assert response.status_code == 200
     event = WebhookEvent.objects.get()

@@ -1,4 +1,5 @@
 """manage.py backfill --from-file PATH --shop DOMAIN: import a catalog export into the index."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """manage.py search "QUERY" --shop DOMAIN [--json]: ranked results from the index."""
+
 from __future__ import annotations
 
 import orjson
@@ -19,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, query: str, shop: str | None, limit: int, json: bool, **options) -> None:
         if shop and not Shop.objects.filter(domain=shop).exists():
-            raise CommandError(f"unknown shop {shop!r}; known: {', '.join(Shop.objects.values_list('domain', flat=True)) or 'none'}")
+            known = ", ".join(Shop.objects.values_list("domain", flat=True)) or "none"
+            raise CommandError(f"unknown shop {shop!r}; known: {known}")
         hits = search_products(query, shop=shop, limit=limit)
         if json:
             rows = [{"rank": i, "score": round(h.score, 4), **h.document} for i, h in enumerate(hits, 1)]
@@ -31,4 +33,6 @@ class Command(BaseCommand):
         for rank, hit in enumerate(hits, 1):
             doc = hit.document
             price = f"{doc['price_min']:.2f}" if doc.get("price_min") is not None else "-"
-            self.stdout.write(f"{rank:>2}. {hit.score:6.2f}  {doc['title']}  [{doc.get('vendor') or '-'}] {price}")
+            self.stdout.write(
+                f"{rank:>2}. {hit.score:6.2f}  {doc['title']}  [{doc.get('vendor') or '-'}] {price}"
+            )

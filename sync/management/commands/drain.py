@@ -1,4 +1,5 @@
 """manage.py drain: process every pending webhook event now, print what happened, exit."""
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
