@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -107,20 +108,28 @@ def webhook_event_record(
 
 def _insert_unless_duplicate(event: WebhookEvent) -> int | None:
     connection = connections[router.db_for_write(WebhookEvent)]
-    fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    fields, sql = _insert_statement(connection.vendor)
     values = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
-    table = connection.ops.quote_name(WebhookEvent._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    # Identifiers come from the model; values are parameters.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        "ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id"
-    )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+@functools.cache
+def _insert_statement(vendor: str) -> tuple[list, str]:
+    """The INSERT for one WebhookEvent, built once per process (identifiers come from the model,
+    values are parameters)."""
+    connection = next(c for c in connections.all() if c.vendor == vendor)
+    fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    table = connection.ops.quote_name(WebhookEvent._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        "ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id"
+    )
+    return fields, sql
 
 
 def _header_datetime(value: str):

@@ -1,4 +1,5 @@
 """The worker wiring: wake-ups after commit, the sweep schedule, and the django-q2 safety check."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,7 +14,9 @@ pytestmark = pytest.mark.django_db
 FEEDER8 = "products_update__feeder8_2024-01__raw_body.json"
 
 
-def test_stored_delivery_wakes_the_worker_once_per_debounce_window(client, django_capture_on_commit_callbacks):
+def test_stored_delivery_wakes_the_worker_once_per_debounce_window(
+    client, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         post_webhook(client, webhook_body(FEEDER8), webhook_id="a")
         post_webhook(client, webhook_body(FEEDER8), webhook_id="b")
