@@ -72,12 +72,25 @@ def _apply(shop: Shop, item: SourceItem, batch: BatchResult) -> None:
 
 
 def _items(path: Path) -> Iterator[SourceItem]:
-    kind = detect_format(path)
+    try:
+        yield from _items_of_kind(path, detect_format(path))
+    except UnicodeDecodeError as exc:
+        raise NormalizationError(
+            f"{path.name} is not UTF-8 (byte {exc.object[exc.start]:#x} at offset {exc.start}); Shopify "
+            "exports are UTF-8: if a spreadsheet saved it, export it again as 'CSV UTF-8'"
+        ) from exc
+
+
+def _items_of_kind(path: Path, kind: str) -> Iterator[SourceItem]:
     if kind == "csv":
         with path.open(encoding="utf-8-sig", newline="") as stream:
             for row in iter_csv_products(stream):
                 label = f"line {row.line}" + (f" ({row.handle})" if row.handle else "")
-                yield SourceItem(label, row.product, row.error)
+                # The CSV parser's messages already start with "line N:"; keep one.
+                error = (
+                    row.error.split(": ", 1)[1] if row.error and row.error.startswith("line ") else row.error
+                )
+                yield SourceItem(label, row.product, error)
     elif kind == "jsonl":
         with path.open(encoding="utf-8") as stream:
             for row in iter_bulk_products(stream):
@@ -87,8 +100,10 @@ def _items(path: Path) -> Iterator[SourceItem]:
 
 
 def _json_items(path: Path) -> Iterator[SourceItem]:
+    raw = path.read_bytes()
+    raw.decode("utf-8")  # a clear UnicodeDecodeError before orjson's vaguer one
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise NormalizationError(f"{path} is not valid JSON: {exc}") from exc
     if isinstance(data, dict) and "products" in data:

@@ -23,9 +23,6 @@ def product_inventory_total(product: Product) -> int | None:
             .annotate(total=Sum("available"))
         )
         levels = {r["inventory_item_id"]: r["total"] or 0 for r in rows}
-    quantities = [
-        levels.get(v.inventory_item_id, v.inventory_quantity)
-        for v in variants
-    ]
+    quantities = [levels.get(v.inventory_item_id, v.inventory_quantity) for v in variants]
     known = [q for q in quantities if q is not None]
     return sum(known) if known else None

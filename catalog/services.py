@@ -96,7 +96,11 @@ def inventory_level_apply(*, shop: Shop, payload: dict) -> ApplyResult:
         products = list(
             Product.objects.live().filter(shop=shop, variants__inventory_item_id=item_id).distinct()
         )
-        reason = "" if products else f"inventory item {item_id} has no product yet: parked"
+        reason = (
+            ""
+            if products
+            else f"stored; no product has inventory item {item_id} yet, counted once it arrives"
+        )
         return ApplyResult(APPLIED, reason=reason, inventory_changed=True, products=products)
 
 

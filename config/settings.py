@@ -24,7 +24,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 # Runtime files of the zero-setup mode (SQLite database, embedded index) live here.
-VAR_DIR = Path(env("SHOPSYNC_VAR_DIR", default=str(BASE_DIR / "var")))
+# A relative SHOPSYNC_VAR_DIR is relative to the project, whatever the current directory is.
+VAR_DIR = BASE_DIR / env("SHOPSYNC_VAR_DIR", default="var")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

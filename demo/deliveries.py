@@ -208,7 +208,7 @@ def report(plan: list[Delivery]) -> None:
 
     for delivery in plan:
         if delivery.status == 401:
-            what = "rejected: HTTP 401, bad signature, nothing stored"
+            what = "refused: HTTP 401, bad signature, nothing stored"
         elif delivery.repeat:
             what = f"duplicate: HTTP {delivery.status}, same X-Shopify-Webhook-Id, not processed again"
         else:
@@ -222,4 +222,13 @@ def report(plan: list[Delivery]) -> None:
                 what = f"HTTP {delivery.status} -> {event.outcome or event.status}" + (
                     f" ({detail})" if detail else ""
                 )
-        print(f"  {delivery.topic:<24} {delivery.label[:58]:<58} {what}")
+        print(f"  {delivery.topic:<24} {_short(delivery.label):<52} {what}")
+
+
+def _short(label: str) -> str:
+    """A fixture name without the parts every name shares, so labels stay distinct and short."""
+    for suffix in (".json", "__raw_body", "__body"):
+        label = label.replace(suffix, "")
+    for prefix in TOPICS:
+        label = label.removeprefix(f"{prefix}__")
+    return label if len(label) <= 52 else label[:51] + "…"

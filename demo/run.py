@@ -91,6 +91,7 @@ def main() -> int:
         step("7. search the demo shop")
         for query in ("curly wig", "brazilian body wave", "clip-in extensions"):
             search(query)
+        print("\nand the catalog edit delivered above is searchable under its new title:")
         search_changed(plan)
         print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
         return 0 if drained else 1

@@ -1,4 +1,5 @@
 """Startup checks: configurations that would silently process work twice are refused."""
+
 from __future__ import annotations
 
 from django.conf import settings

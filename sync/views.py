@@ -63,7 +63,7 @@ def _delivery(raw: HttpRequest, body: bytes) -> Delivery:
     headers = raw.headers
     return Delivery(
         shop_domain=headers.get("X-Shopify-Shop-Domain", "").strip().lower(),
-        topic=headers.get("X-Shopify-Topic", "").strip(),
+        topic=headers.get("X-Shopify-Topic", "").strip().lower(),
         webhook_id=headers.get("X-Shopify-Webhook-Id", "").strip() or None,
         event_id=headers.get("X-Shopify-Event-Id", "").strip(),
         triggered_at=headers.get("X-Shopify-Triggered-At", "").strip(),

@@ -20,8 +20,13 @@ TEMPLATE = "catalog/product_template__shopify-official-sample_2023-2024.csv"
 
 
 def backfill(path, shop: str = SHOP) -> tuple[str, str]:
+    """Run the command; a run with skipped items ends in CommandError after importing the rest."""
     out, err = io.StringIO(), io.StringIO()
-    call_command("backfill", "--from-file", str(path), "--shop", shop, stdout=out, stderr=err)
+    try:
+        call_command("backfill", "--from-file", str(path), "--shop", shop, stdout=out, stderr=err)
+    except CommandError as exc:
+        assert "could not be imported" in str(exc) and exc.returncode == 2
+        err.write(f"exit: {exc}")
     return out.getvalue(), err.getvalue()
 
 
@@ -155,3 +160,15 @@ def test_backfill_cannot_roll_back_a_newer_webhook(client, index):
     assert "stale 1" in out
     product.refresh_from_db()
     assert (product.title, product.shopify_id) == ("Ophelia Wig (renamed)", 9_000_000_000_001)
+
+
+def test_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"Handle,Title,Variant Price\ncafe,Caf\xe9 Latte,3.00\n")
+    with pytest.raises(CommandError, match=r"is not UTF-8.*CSV UTF-8"):
+        call_command("backfill", "--from-file", str(path), "--shop", SHOP)
+
+
+def test_search_command_rejects_a_nonpositive_limit():
+    with pytest.raises(CommandError, match="between 1 and 100"):
+        call_command("search", "wig", "--limit", "0")

@@ -129,7 +129,7 @@ def test_inventory_before_product_is_parked_then_counted(client, index):
     post_webhook(client, level, topic="inventory_levels/update", shop=shop, webhook_id="inv")
     drain()
     assert index.count() == 0  # no half-empty document
-    assert "parked" in WebhookEvent.objects.get(webhook_id="inv").note
+    assert "counted once it arrives" in WebhookEvent.objects.get(webhook_id="inv").note
     post_webhook(client, webhook_body(SWORDFOX), shop=shop, webhook_id="p")
     drain()
     product = Product.objects.get(shopify_id=4643710664801)

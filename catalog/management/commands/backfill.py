@@ -44,9 +44,12 @@ class Command(BaseCommand):
         except NormalizationError as exc:
             raise CommandError(str(exc)) from exc
         summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing applied"
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"backfill of {from_file.name} into {shop}: {items} products read in "
-                f"{time.monotonic() - started:.1f}s: {summary}; {indexed} indexed; {len(errors)} errors"
-            )
+        finished = time.monotonic() - started
+        line = (
+            f"backfill of {from_file.name} into {shop}: {items} products read in {finished:.1f}s: "
+            f"{summary}; {indexed} indexed; {len(errors)} errors"
         )
+        self.stdout.write(self.style.WARNING(line) if errors else self.style.SUCCESS(line))
+        if errors:
+            # Everything else was imported; a non-zero exit lets scripts notice the skipped items.
+            raise CommandError(f"{len(errors)} item(s) could not be imported (listed above)", returncode=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import orjson
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("query")
         parser.add_argument("--shop", help="shop domain (*.myshopify.com); all shops when omitted")
-        parser.add_argument("--limit", type=int, default=10)
+        parser.add_argument("--limit", type=_positive_int, default=10, help="results to show (1-100)")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def handle(self, *args, query: str, shop: str | None, limit: int, json: bool, **options) -> None:
@@ -36,3 +38,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{rank:>2}. {hit.score:6.2f}  {doc['title']}  [{doc.get('vendor') or '-'}] {price}"
             )
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {number}")
+    return number
