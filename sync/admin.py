@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import WebhookEvent
+from .models import DeadLetter, WebhookEvent
 
 
 @admin.register(WebhookEvent)
@@ -23,6 +23,28 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("body", "headers")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "event",
+        "kind",
+        "error_class",
+        "failures",
+        "last_failed_at",
+        "next_replay_at",
+        "resolved_at",
+    )
+    list_filter = ("kind", "resolution")
+    list_select_related = ("event",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -18,7 +18,8 @@ class WebhookEvent(models.Model):
         PROCESSING = "processing"
         DONE = "done"
         SKIPPED = "skipped"
-        FAILED = "failed"
+        FAILED = "failed"  # kept for events of older releases; failures now end DEAD
+        DEAD = "dead"  # gave up: a DeadLetter holds the error and replays it
         REJECTED = "rejected"  # verified but malformed: kept for inspection, never processed
 
     class Outcome(models.TextChoices):
@@ -73,3 +74,52 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} {self.shop_domain} {self.webhook_id or self.pk}"
+
+
+class DeadLetter(models.Model):
+    """A unit of work that failed for good: kept with its error until replayed or discarded.
+
+    Nothing is dropped silently: a permanent error (a malformed payload, an index that refuses
+    the document) or exhausted retries end here, and replays run on demand and on a schedule.
+    """
+
+    class Kind(models.TextChoices):
+        PERMANENT = "permanent", "permanent error"
+        EXHAUSTED = "exhausted", "retries exhausted"
+
+    event = models.OneToOneField(WebhookEvent, on_delete=models.CASCADE, related_name="dead_letter")
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    error_class = models.CharField(max_length=128, blank=True)
+    error = models.TextField(blank=True, help_text="the error message, or the index's error body")
+    failures = models.PositiveIntegerField(default=1)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    next_replay_at = models.DateTimeField(null=True, blank=True)
+    replays = models.PositiveIntegerField(default=0)
+    last_replayed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=32, blank=True, help_text="applied after replay, or discarded")
+
+    class Meta:
+        ordering = ["-last_failed_at"]
+        indexes = [
+            models.Index(
+                fields=["next_replay_at"], condition=Q(resolved_at__isnull=True), name="dead_letter_open"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} ({self.kind}): {self.error[:60]}"
+
+
+class IndexHealth(models.Model):
+    """Per index backend: whether writes are paused (feed blocked) and the last error seen."""
+
+    alias = models.CharField(max_length=64, unique=True)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.alias}: paused until {self.paused_until}" if self.paused_until else self.alias

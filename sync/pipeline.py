@@ -25,7 +25,8 @@ from catalog.normalize.types import NormalizationError
 from search.backends.base import IndexError_
 from search.indexer import product_index, product_index_inventory
 
-from .models import WebhookEvent
+from .dlq import dead_letter_record, dead_letter_resolve
+from .models import DeadLetter, IndexHealth, WebhookEvent
 
 logger = logging.getLogger("shopsync.pipeline")
 Status, Outcome = WebhookEvent.Status, WebhookEvent.Outcome
@@ -33,12 +34,15 @@ Status, Outcome = WebhookEvent.Status, WebhookEvent.Outcome
 # failures does not come back as a burst.
 RETRY_BASE_SECONDS = 2.0
 RETRY_CAP_SECONDS = 600.0
+# A blocked index (507, disk full) refuses everything: stop writing for this long, then probe.
+BLOCKED_PAUSE_SECONDS = 60.0
 
 
 @dataclass
 class DrainStats:
     outcomes: Counter = field(default_factory=Counter)
     retried: int = 0
+    paused: bool = False
 
     @property
     def processed(self) -> int:
@@ -59,13 +63,16 @@ def drain(
     batch_size = batch_size or settings.SYNC_BATCH_SIZE
     idle_until = time.monotonic() + idle_seconds
     while True:
-        batch = claim_batch(batch_size)
+        batch = [] if index_paused() else claim_batch(batch_size)
         if not batch:
             if time.monotonic() >= idle_until:
                 return stats
             time.sleep(0.1)
             continue
-        for event in batch:
+        for position, event in enumerate(batch):
+            if stats.paused:
+                _release(batch[position:])
+                break
             event_process(event, stats)
             if on_event:
                 on_event(event)
@@ -102,17 +109,23 @@ def event_process(event: WebhookEvent, stats: DrainStats) -> None:
         with transaction.atomic():
             outcome, note = _apply(event)
     except IndexError_ as exc:
-        _fail(event, stats, str(exc), permanent=not exc.retryable)
+        if exc.blocked:
+            _pause_index(event, stats, str(exc))
+        else:
+            _fail(event, stats, exc, permanent=not exc.retryable)
         return
     except (NormalizationError, orjson.JSONDecodeError) as exc:
-        _fail(event, stats, f"malformed payload: {exc}", permanent=True)
+        _fail(event, stats, exc, permanent=True, prefix="malformed payload: ")
         return
     except Exception as exc:  # an unexpected bug or outage must not lose the event: retry it
         logger.exception("event %s (%s) failed", event.pk, event.topic)
-        _fail(event, stats, f"{type(exc).__name__}: {exc}", permanent=False)
+        _fail(event, stats, exc, permanent=False)
         return
+    failed_before = bool(event.error)
     status = Status.SKIPPED if outcome == Outcome.SKIPPED else Status.DONE
     _finish(event, status=status, outcome=outcome, note=note)
+    if failed_before:  # if it was dead-lettered, the letter is resolved now
+        dead_letter_resolve(event=event)
     stats.outcomes[outcome] += 1
 
 
@@ -167,11 +180,15 @@ HANDLERS: dict[str, Callable[[WebhookEvent, dict], tuple[str, str]]] = {
 }
 
 
-def _fail(event: WebhookEvent, stats: DrainStats, error: str, *, permanent: bool) -> None:
+def _fail(
+    event: WebhookEvent, stats: DrainStats, exc: Exception, *, permanent: bool, prefix: str = ""
+) -> None:
+    error = f"{prefix}{exc}" if prefix or isinstance(exc, IndexError_) else f"{type(exc).__name__}: {exc}"
     if permanent or event.attempts >= settings.SYNC_MAX_ATTEMPTS:
-        _finish(event, status=Status.FAILED, outcome=Outcome.FAILED, error=error)
+        kind = DeadLetter.Kind.PERMANENT if permanent else DeadLetter.Kind.EXHAUSTED
+        dead_letter_record(event=event, kind=kind, error_class=type(exc).__name__, error=error)
         stats.outcomes[Outcome.FAILED] += 1
-        logger.error("event %s (%s) failed for good: %s", event.pk, event.topic, error)
+        logger.error("event %s (%s) dead-lettered (%s): %s", event.pk, event.topic, kind, error)
         return
     delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(event.attempts - 1, 0))
     WebhookEvent.objects.filter(pk=event.pk).update(
@@ -181,6 +198,42 @@ def _fail(event: WebhookEvent, stats: DrainStats, error: str, *, permanent: bool
         next_attempt_at=timezone.now() + timedelta(seconds=delay * random.uniform(0.5, 1.0)),
     )
     stats.retried += 1
+
+
+def index_paused() -> bool:
+    return IndexHealth.objects.filter(alias=settings.SEARCH_BACKEND, paused_until__gt=timezone.now()).exists()
+
+
+def _pause_index(event: WebhookEvent, stats: DrainStats, error: str) -> None:
+    """Feed blocked: pause all writes, alert, and put the event back without spending an attempt."""
+    now = timezone.now()
+    until = now + timedelta(seconds=BLOCKED_PAUSE_SECONDS)
+    IndexHealth.objects.update_or_create(
+        alias=settings.SEARCH_BACKEND,
+        defaults={"paused_until": until, "last_error": error, "last_error_at": now},
+    )
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=Status.PENDING,
+        error=error,
+        lease_expires_at=None,
+        attempts=F("attempts") - 1,
+        next_attempt_at=until,
+    )
+    stats.retried += 1
+    stats.paused = True
+    logger.error(
+        "ALERT index %r refuses writes (feed blocked): %s; writes paused until %s",
+        settings.SEARCH_BACKEND,
+        error,
+        until.isoformat(),
+    )
+
+
+def _release(events: list[WebhookEvent]) -> None:
+    """Hand claimed events back untouched (writes are paused): no attempt is spent."""
+    WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        status=Status.PENDING, lease_expires_at=None, attempts=F("attempts") - 1
+    )
 
 
 def _finish(event: WebhookEvent, *, status: str, outcome: str, note: str = "", error: str = "") -> None:

@@ -13,11 +13,16 @@ SEARCHABLE_STATUSES = ("active",)
 
 
 class IndexError_(Exception):
-    """An index operation failed; `retryable` says whether trying again may succeed."""
+    """An index operation failed; `retryable` says whether trying again may succeed.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    `blocked` means the index refuses all writes for now (Vespa's 507 "feed blocked", a full
+    disk): the pipeline pauses writing and alerts instead of burning retries.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, blocked: bool = False) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable or blocked
+        self.blocked = blocked
 
 
 @dataclass(slots=True)

@@ -161,7 +161,8 @@ def test_malformed_product_fails_with_reason_and_others_go_on(client):
     stats = drain()
     assert stats.outcomes == {"failed": 1, "applied": 1}
     bad = WebhookEvent.objects.get(webhook_id="bad")
-    assert bad.status == "failed" and "no 'title'" in bad.error
+    assert bad.status == "dead" and "no 'title'" in bad.error
+    assert bad.dead_letter.kind == "permanent" and "no 'title'" in bad.dead_letter.error
 
 
 def test_index_outage_is_retried_not_lost(client, monkeypatch):

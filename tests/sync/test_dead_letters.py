@@ -1,0 +1,106 @@
+"""Nothing is dropped: permanent failures and exhausted retries end in the DLQ and replay from it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from catalog.models import Product
+from search.backends.base import IndexError_
+from search.backends.embedded import EmbeddedBackend
+from sync.dlq import dead_letter_discard
+from sync.models import DeadLetter, IndexHealth, WebhookEvent
+from sync.pipeline import drain
+from sync.tasks import replay_dead_letters
+from tests.conftest import post_webhook, webhook_body
+
+pytestmark = pytest.mark.django_db
+FEEDER8 = "products_update__feeder8_2024-01__raw_body.json"
+
+
+def _make_due() -> None:
+    WebhookEvent.objects.filter(status="pending").update(next_attempt_at=timezone.now())
+
+
+def test_exhausted_retries_are_dead_lettered_and_replay_applies_them(client, settings, monkeypatch):
+    settings.SYNC_MAX_ATTEMPTS = 3
+
+    def unavailable(self, document):
+        raise IndexError_("503 Service Unavailable", retryable=True)
+
+    monkeypatch.setattr(EmbeddedBackend, "put", unavailable)
+    post_webhook(client, webhook_body(FEEDER8), webhook_id="e")
+    for _ in range(3):
+        drain()
+        _make_due()
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts) == ("dead", 3)
+    letter = DeadLetter.objects.get()
+    assert (letter.kind, letter.error_class) == ("exhausted", "IndexError_")
+    assert "503" in letter.error and letter.next_replay_at > timezone.now()
+
+    monkeypatch.undo()  # the index is back
+    out = io.StringIO()
+    call_command("replay_dlq", "--all", stdout=out)
+    assert "replayed 1 of 1" in out.getvalue()
+    assert drain().outcomes == {"applied": 1}
+    letter.refresh_from_db()
+    assert letter.resolved_at is not None and letter.resolution == "applied after replay"
+    assert Product.objects.filter(shopify_id=9079211262258).exists()
+
+
+def test_replay_of_a_still_broken_payload_updates_the_same_letter(client):
+    post_webhook(client, json.dumps({"id": 1}).encode(), webhook_id="bad")
+    drain()
+    call_command("replay_dlq", "--id", str(DeadLetter.objects.get().pk), stdout=io.StringIO())
+    drain()
+    letter = DeadLetter.objects.get()
+    assert (letter.failures, letter.replays, letter.resolved_at) == (2, 1, None)
+
+
+def test_scheduled_replay_takes_only_due_letters(client):
+    post_webhook(client, json.dumps({"id": 1}).encode(), webhook_id="bad")
+    drain()
+    assert replay_dead_letters() == "replayed 0 of 0"
+    DeadLetter.objects.update(next_replay_at=timezone.now())
+    assert replay_dead_letters() == "replayed 1 of 1"
+
+
+def test_discarded_letters_are_not_replayed(client):
+    post_webhook(client, json.dumps({"id": 1}).encode(), webhook_id="bad")
+    drain()
+    letter = DeadLetter.objects.get()
+    assert dead_letter_discard(ids=[letter.pk]) == 1
+    out = io.StringIO()
+    call_command("replay_dlq", "--all", stdout=out)
+    assert "replayed 0 of 0" in out.getvalue()
+
+
+def test_replay_of_unknown_id_is_a_clear_error():
+    with pytest.raises(CommandError, match="no dead letter with id 999"):
+        call_command("replay_dlq", "--id", "999")
+
+
+def test_feed_blocked_pauses_writes_without_spending_attempts(client, monkeypatch):
+    def blocked(self, document):
+        raise IndexError_("507 feed blocked: disk limit reached", retryable=False, blocked=True)
+
+    monkeypatch.setattr(EmbeddedBackend, "put", blocked)
+    post_webhook(client, webhook_body(FEEDER8), webhook_id="a")
+    post_webhook(client, json.dumps({**json.loads(webhook_body(FEEDER8)), "id": 2}).encode(), webhook_id="b")
+    stats = drain()
+    assert stats.processed == 0 and stats.paused
+    assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("pending", 0)}
+    health = IndexHealth.objects.get()
+    assert "feed blocked" in health.last_error and health.paused_until > timezone.now()
+    assert drain().processed == 0  # still paused: nothing is claimed
+
+    monkeypatch.undo()
+    IndexHealth.objects.update(paused_until=timezone.now())
+    _make_due()
+    assert drain().outcomes == {"applied": 2}
+    assert not DeadLetter.objects.exists()
