@@ -21,6 +21,7 @@ from django.utils import timezone
 from catalog import services as catalog
 from catalog.normalize import product_from_rest
 from catalog.normalize.fields import parse_id
+from catalog.normalize.rest import product_from_rest_timestamp
 from catalog.normalize.types import NormalizationError
 from search.backends.base import IndexError_
 from search.indexer import product_index, product_index_inventory
@@ -69,6 +70,7 @@ def drain(
                 return stats
             time.sleep(0.1)
             continue
+        batch = _coalesce(batch, stats, on_event)
         for position, event in enumerate(batch):
             if stats.paused:
                 _release(batch[position:])
@@ -101,6 +103,55 @@ def claim_batch(size: int) -> list[WebhookEvent]:
             lease_expires_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS),
         )
     return list(WebhookEvent.objects.filter(id__in=ids).select_related("shop").order_by("id"))
+
+
+def _coalesce(
+    batch: list[WebhookEvent], stats: DrainStats, on_event: Callable[[WebhookEvent], None] | None
+) -> list[WebhookEvent]:
+    """Fifty updates of one product in one batch become one write: only the newest payload of
+    each product is applied; the others are stale by construction and are recorded as such."""
+    newest: dict[tuple[int, int], tuple[tuple, WebhookEvent]] = {}
+    for event in batch:
+        key = _product_key(event)
+        if key is None:
+            continue
+        rank = key[2:]
+        current = newest.get(key[:2])
+        if current is None or rank > current[0]:
+            newest[key[:2]] = (rank, event)
+    keep = {id(event) for _, event in newest.values()}
+    superseded = [e for e in batch if _product_key(e) is not None and id(e) not in keep]
+    for event in superseded:
+        winner = newest[_product_key(event)[:2]][1]
+        _finish(
+            event,
+            status=Status.DONE,
+            outcome=Outcome.STALE,
+            note=f"superseded by event {winner.pk} in the same batch",
+        )
+        stats.outcomes[Outcome.STALE] += 1
+        if on_event:
+            on_event(event)
+    dropped = {id(e) for e in superseded}
+    return [e for e in batch if id(e) not in dropped]
+
+
+def _product_key(event: WebhookEvent) -> tuple | None:
+    """(shop, product id, updated_at, event id) of a product upsert, or None (not coalesced)."""
+    if event.topic not in ("products/create", "products/update"):
+        return None
+    cached = getattr(event, "_product_key", False)
+    if cached is not False:
+        return cached
+    key = None
+    try:
+        payload = orjson.loads(bytes(event.body))
+        updated_at = product_from_rest_timestamp(payload)
+        key = (event.shop_id, parse_id(payload["id"]), updated_at, event.pk)
+    except (orjson.JSONDecodeError, NormalizationError, KeyError, TypeError):
+        key = None  # a malformed payload is processed alone and fails with its own reason
+    event._product_key = key
+    return key
 
 
 def event_process(event: WebhookEvent, stats: DrainStats) -> None:

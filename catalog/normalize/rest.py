@@ -7,6 +7,8 @@ be null, `tags` is one comma-separated string, variants lost `grams`/`weight`/
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from .fields import (
     parse_datetime,
     parse_id,
@@ -86,3 +88,9 @@ def _category(raw: object) -> str:
     if isinstance(raw, dict):
         return text(raw.get("full_name") or raw.get("name"))
     return text(raw)
+
+
+def product_from_rest_timestamp(payload: dict) -> str:
+    """A sortable form of a product payload's updated_at ("" when absent: oldest)."""
+    updated_at = parse_datetime(payload.get("updated_at"), name="updated_at")
+    return updated_at.astimezone(UTC).isoformat() if updated_at else ""

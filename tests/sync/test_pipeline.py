@@ -43,10 +43,32 @@ def test_update_arriving_before_older_create_keeps_newer_data(client, index):
 
 def test_processing_twice_changes_nothing(client):
     post_webhook(client, webhook_body(FEEDER8), webhook_id="a")
+    drain()
     post_webhook(client, webhook_body(FEEDER8), webhook_id="b")  # same payload, new delivery id
     drain()
     assert _outcomes() == {"a": "applied", "b": "no-op"}
     assert Product.objects.count() == 1
+
+
+def test_updates_of_one_product_in_a_batch_become_one_write(client, monkeypatch):
+    from search.backends.embedded import EmbeddedBackend
+
+    writes = []
+    original_put = EmbeddedBackend.put
+    monkeypatch.setattr(
+        EmbeddedBackend, "put", lambda self, doc: writes.append(doc) or original_put(self, doc)
+    )
+    original = webhook_body(FEEDER8)
+    minutes = [3, 1, 5, 2, 4]  # arrival order differs from updated_at order
+    for minute in minutes:
+        body = _variant_of(original, title=f"Wax v{minute}", updated_at=f"2024-05-06T18:0{minute}:00+07:00")
+        post_webhook(client, body, webhook_id=f"m{minute}")
+    stats = drain()
+    assert stats.outcomes == {"applied": 1, "stale": 4}
+    assert [doc["title"] for doc in writes] == ["Wax v5"]
+    assert Product.objects.get().title == "Wax v5"
+    superseded = WebhookEvent.objects.get(webhook_id="m3")
+    assert superseded.outcome == "stale" and "superseded by event" in superseded.note
 
 
 def test_delete_removes_exactly_that_product(client, index):
