@@ -68,7 +68,11 @@ class Product(models.Model):
     shopify_updated_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="tombstone: deleted in Shopify")
 
+    # What changed is decided by these hashes (DESIGN §4.5): no content write without a new
+    # search_hash, no re-embedding without a new embed_text_hash, no rescore without new inputs.
     search_hash = models.CharField(max_length=64, blank=True)
+    embed_text_hash = models.CharField(max_length=64, blank=True)
+    score_inputs_hash = models.CharField(max_length=64, blank=True)
     version_vector = models.JSONField(default=dict, blank=True)
     last_updated_source = models.CharField(max_length=32, blank=True)
     update_type = models.CharField(max_length=8, choices=UpdateType.choices, blank=True)

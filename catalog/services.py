@@ -14,7 +14,7 @@ from django.db import transaction
 from .models import InventoryLevel, OrderLine, Product, Shop, Variant
 from .normalize.fields import parse_datetime, parse_id, parse_int, parse_money, parse_optional_id, text
 from .normalize.types import CanonicalProduct, NormalizationError
-from .versioning import search_hash, shopify_version
+from .versioning import embed_text_hash, score_inputs_hash, search_hash, shopify_version
 
 APPLIED, STALE, NOOP = "applied", "stale", "no-op"
 
@@ -26,6 +26,8 @@ class ApplyResult:
     reason: str = ""
     content_changed: bool = False
     inventory_changed: bool = False
+    embed_changed: bool = False  # the embedding must be recomputed
+    score_changed: bool = False  # the trend score must be recomputed
     products: list[Product] = field(default_factory=list)  # products touched by inventory
 
 
@@ -48,11 +50,20 @@ def product_apply(*, shop: Shop, data: CanonicalProduct, source: str) -> ApplyRe
         if not content_changed and not inventory_changed:
             _touch(product, data, source)
             return ApplyResult(NOOP, product, "content and inventory unchanged")
+        embed_hash, score_hash = embed_text_hash(data), score_inputs_hash(data)
+        embed_changed = product.embed_text_hash != embed_hash
+        score_changed = product.score_inputs_hash != score_hash
+        product.embed_text_hash, product.score_inputs_hash = embed_hash, score_hash
         _assign(product, data, new_hash, source, content_changed)
         product.save()
         _replace_variants(product, data)
         return ApplyResult(
-            APPLIED, product, content_changed=content_changed, inventory_changed=inventory_changed
+            APPLIED,
+            product,
+            content_changed=content_changed,
+            inventory_changed=inventory_changed,
+            embed_changed=embed_changed,
+            score_changed=score_changed,
         )
 
 
@@ -182,8 +193,15 @@ def _touch(product: Product, data: CanonicalProduct, source: str) -> None:
         product.shopify_updated_at = data.updated_at
         product.version_vector = {**product.version_vector, "shopify": shopify_version(data.updated_at)}
         product.last_updated_source = source
+        product.update_type = Product.UpdateType.AUTO  # updated_at moved, content did not
         product.save(
-            update_fields=["shopify_updated_at", "version_vector", "last_updated_source", "modified_at"]
+            update_fields=[
+                "shopify_updated_at",
+                "version_vector",
+                "last_updated_source",
+                "update_type",
+                "modified_at",
+            ]
         )
 
 

@@ -50,6 +50,31 @@ def search_hash(data: CanonicalProduct) -> str:
     )
 
 
+def embed_text(data: CanonicalProduct) -> str:
+    """The text an embedding is computed from: what a shopper's words should match in meaning."""
+    from .normalize.fields import html_to_text
+
+    parts = [data.title, data.product_type, data.vendor, ", ".join(data.tags), html_to_text(data.body_html)]
+    return "\n".join(part for part in parts if part)
+
+
+def embed_text_hash(data: CanonicalProduct) -> str:
+    return hashlib.sha256(embed_text(data).encode("utf-8")).hexdigest()
+
+
+def score_inputs_hash(data: CanonicalProduct) -> str:
+    """Hash of the product's own inputs to its trend score (sales signals are hashed by scoring)."""
+    return _digest(
+        {
+            "product_type": data.product_type,
+            "status": data.status,
+            "published_at": data.published_at,
+            "created_at": data.created_at,
+            "prices": sorted(str(v.price) for v in data.variants if v.price is not None),
+        }
+    )
+
+
 def shopify_version(updated_at: datetime | None) -> int | None:
     """The `shopify` component of a product's version vector: updated_at in microseconds."""
     if updated_at is None:
