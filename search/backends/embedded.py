@@ -11,6 +11,7 @@ the words shoppers type ("curly wig" in a wig shop) are exactly those: its ranki
 """
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import sqlite3
@@ -44,6 +45,7 @@ COLUMN_WEIGHTS: dict[str, float] = {
     "description": 1.0,
 }
 TEXT_FIELDS = tuple(COLUMN_WEIGHTS)
+_TITLE_FIELD = TEXT_FIELDS[0]  # the strongest, and the first length in FTS5's %_docsize records
 _WEIGHTS = tuple(COLUMN_WEIGHTS.values())
 _COLUMN_INDEX = {name: i for i, name in enumerate(TEXT_FIELDS)}
 
@@ -54,14 +56,26 @@ TOKENIZE = "porter unicode61 remove_diacritics 2"
 BM25_K1 = 1.2
 BM25_B = 0.75
 
-# Most matching documents ranked in Python per query. A query matching more (a common word in a big
-# catalog) is first cut to this many by FTS5's bm25(), computed in C, and only those are re-ranked:
-# scoring costs ~5 µs per document and query word in Python, so ranking all 10,000 matches of a
-# two-word query would take ~100 ms, while 500 keep the whole search around 15 ms at 10k documents.
-# The cut is safe because bm25() orders like our ranking except for the IDF of very common words,
-# and the AND query leaves only documents that contain every word anyway; and shoppers look at the
-# first page or two, not at the 500th match.
+# What a query word's matches in its other columns add to its best column's score: per word, the
+# score is best + COLUMN_TIE_BREAKER * (sum - best) over the columns' BM25 (a dis-max, as in
+# Lucene's multi-field queries), not the plain sum. With the sum, a product repeating one query
+# word in its title, tags and type ("Loose Curly Frontal", tagged "curly", of type "Loose Curly")
+# scores about as well as one with both words in its title ("Kinky Curly Wig").
+COLUMN_TIE_BREAKER = 0.3
+
+# Most documents ranked per search, in Python. Ranking costs ~12 µs a document (copying and
+# tokenizing its title, tags, vendor and type, reading its lengths, scoring them, and its prose if
+# it gets near the top): ranking all ~6,000 matches of "curly wig" in a synthetic 10,000-product
+# catalog took 73 ms (p50), against 14 ms with this cap. When more match, `_candidates` keeps the
+# likeliest to rank first: on that catalog, 13 of 18 queries tried got the same top 20 as when
+# ranking every match, and the others 14 to 19 of them (any-word fallbacks, and words in nearly
+# every product, whose near-ties are decided by the prose). Shoppers look at the first page or two.
 MAX_SCORED_CANDIDATES = 500
+
+# The column ranked last, and only where it can still matter (see `_rank`): long prose, costly to
+# tokenize, and weighed least. Its documents are scored in batches of at least PROSE_BATCH.
+PROSE_FIELD = "description"
+PROSE_BATCH = 40
 
 # A pasted paragraph must not become a thousand-term query; shoppers type a handful of words.
 MAX_QUERY_TERMS = 32
@@ -87,16 +101,26 @@ _SCHEMA = (
         tokenize = '{TOKENIZE}'
     )""",
 )
-# Per connection, in its private temp schema (so they need no write to the shared file, no schema
-# version, and exist whatever version wrote the file): `documents_fts_instance` lists every
-# occurrence of a term (term, doc, col, offset) for the ranking's term frequencies, and
-# `query_text`, tokenized like `documents_fts`, turns query words into the terms it stores ("curly"
-# -> "curli").
-_TEMP_SCHEMA = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.documents_fts_instance"
-    " USING fts5vocab(main, documents_fts, instance)",
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_text USING fts5(text, tokenize = '{TOKENIZE}')",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_text, instance)",
+# Scratch FTS5 tables (same tokenizer) in each connection's private temp schema, with fts5vocab
+# 'instance' tables listing each occurrence of a term in them as (term, doc, col, offset):
+# `query_text` turns query words into the terms the index holds ("Curly" -> "curli"), and
+# `candidate_labels` and `candidate_prose` hold a search's candidates, whose occurrences of the
+# query's terms give the ranking's term frequencies. Being temporary, they need no write to the
+# shared file nor a schema version, and work with a file any version wrote.
+_SCRATCH_COLUMNS = {
+    "query_text": ("text",),
+    "candidate_labels": tuple(name for name in TEXT_FIELDS if name != PROSE_FIELD),
+    "candidate_prose": (PROSE_FIELD,),
+}
+_TEMP_SCHEMA = tuple(
+    statement
+    for table, columns in _SCRATCH_COLUMNS.items()
+    for statement in (
+        f"""CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table} USING fts5(
+            {", ".join(columns)}, content = '', columnsize = 0, tokenize = '{TOKENIZE}'
+        )""",
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_terms USING fts5vocab(temp, {table}, instance)",
+    )
 )
 _BM25 = f"bm25(documents_fts, {', '.join(str(w) for w in COLUMN_WEIGHTS.values())})"
 _UPSERT = """
@@ -186,18 +210,20 @@ class EmbeddedBackend(BaseBackend):
         statuses: tuple[str, ...] = SEARCHABLE_STATUSES,
         limit: int = 10,
     ) -> list[SearchHit]:
-        phrases = query_phrases(query)
+        phrases = _phrases(query)
         if not statuses or limit <= 0 or not phrases:
             return []
         with _index_errors("search"):
             conn = self._conn()
-            terms = _tokenize(conn, phrases)
             # One read snapshot for the several statements: a document deleted meanwhile must not
             # be a candidate without a body.
             with _reading(conn):
-                # All words first; when that finds nothing, any word (ranked by how many match).
-                for fts_query in _fts_queries(phrases):
-                    candidates = _candidates(conn, fts_query, shop=shop, statuses=tuple(statuses))
+                terms = _tokenize(conn, phrases)
+                # All words first; when that finds nothing (and there are several), any word.
+                for all_words, fts_query in zip((True, False), _fts_queries(phrases), strict=False):
+                    candidates = _candidates(
+                        conn, fts_query, all_words=all_words, shop=shop, statuses=tuple(statuses)
+                    )
                     if candidates:
                         return _rank(conn, phrases, terms, candidates, limit)
         return []
@@ -250,7 +276,7 @@ class EmbeddedBackend(BaseBackend):
 
 
 @dataclass(frozen=True, slots=True)
-class Phrase:
+class _Phrase:
     """One word of the query as FTS5 sees it: a quoted string, a prefix when `prefix`."""
 
     word: str
@@ -261,7 +287,7 @@ class Phrase:
         return _quote(self.word) + ("*" if self.prefix else "")
 
 
-def query_phrases(query: str) -> list[Phrase]:
+def _phrases(query: str) -> list[_Phrase]:
     """The words of free user text as FTS5 phrases; [] when there is nothing to find.
 
     Every word is a quoted FTS5 string, so nothing the user types is read as FTS5 syntax (AND, OR,
@@ -272,18 +298,18 @@ def query_phrases(query: str) -> list[Phrase]:
     words = [word for word in query.split() if _has_token_char(word)][:MAX_QUERY_TERMS]
     if not words:
         return []
-    phrases = [Phrase(word) for word in words]
+    phrases = [_Phrase(word) for word in words]
     if _has_token_char(query[-1]):
-        phrases[-1] = Phrase(words[-1], prefix=True)
+        phrases[-1] = _Phrase(words[-1], prefix=True)
     return phrases
 
 
 def fts_queries(query: str) -> list[str]:
     """FTS5 queries for free user text: all words, then any word; [] when there is nothing to find."""
-    return _fts_queries(query_phrases(query))
+    return _fts_queries(_phrases(query))
 
 
-def _fts_queries(phrases: list[Phrase]) -> list[str]:
+def _fts_queries(phrases: list[_Phrase]) -> list[str]:
     terms = [phrase.fts for phrase in phrases]
     if len(terms) <= 1:
         return terms
@@ -301,124 +327,226 @@ def _has_token_char(text: str) -> bool:
 
 
 def _candidates(
-    conn: sqlite3.Connection, fts_query: str, *, shop: str | None, statuses: tuple[str, ...]
-) -> list[tuple[int, str]]:
-    """(pk, doc_id) of the documents matching `fts_query`, at most MAX_SCORED_CANDIDATES of them."""
+    conn: sqlite3.Connection,
+    fts_query: str,
+    *,
+    all_words: bool,
+    shop: str | None,
+    statuses: tuple[str, ...],
+) -> list[int]:
+    """The pks of documents matching `fts_query` in `shop` with one of `statuses`, at most
+    MAX_SCORED_CANDIDATES of them.
+
+    When more match, those most likely to rank first: for an all-words query, the ones with every
+    word in the title, shortest titles first (title matches weigh most, and short titles more);
+    then, to fill up, the others by FTS5's bm25(). Choosing all by bm25() would cost more and
+    choose worse: its IDF ignores words in over half the catalog, so for "kinky curly wig" in a wig
+    shop it would pick by "kinky" alone.
+    """
     # Only constants and placeholders are interpolated; user text is bound as a parameter.
-    sql = (
-        "SELECT d.pk, d.doc_id"  # noqa: S608
-        " FROM documents_fts CROSS JOIN documents AS d ON d.pk = documents_fts.rowid"
-        f" WHERE documents_fts MATCH ? AND d.status IN ({', '.join('?' * len(statuses))})"
-    )
-    params: list[Any] = [fts_query, *statuses]
+    allowed = f"SELECT pk FROM documents WHERE status IN ({', '.join('?' * len(statuses))})"  # noqa: S608
+    filters = [*statuses]
     if shop is not None:
-        sql += " AND d.shop = ?"
-        params.append(shop)
-    # Usually all matches fit, and collecting them is cheaper than ranking them with bm25().
-    rows = conn.execute(sql + " LIMIT ?", [*params, MAX_SCORED_CANDIDATES + 1]).fetchall()
-    if len(rows) <= MAX_SCORED_CANDIDATES:
-        return rows
-    sql += f" ORDER BY {_BM25}, d.pk LIMIT ?"
-    return conn.execute(sql, [*params, MAX_SCORED_CANDIDATES]).fetchall()
+        allowed += " AND shop = ?"
+        filters.append(shop)
+    sql = "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? LIMIT ?"
+    pks = [pk for (pk,) in conn.execute(sql, (fts_query, MAX_SCORED_CANDIDATES + 1))]
+    if len(pks) <= MAX_SCORED_CANDIDATES:  # the usual case: all of them
+        sql = f"{allowed} AND pk IN (SELECT value FROM json_each(?))"  # noqa: S608
+        return [pk for (pk,) in conn.execute(sql, [*filters, orjson.dumps(pks).decode()])]
+    # Filtering by the set of allowed pks (from the covering shop/status index) is cheaper than
+    # looking up each match in `documents`; the "+" keeps SQLite from handing that IN to FTS5 as
+    # one lookup per allowed pk.
+    pks = []
+    if all_words:
+        # The first byte of a %_docsize record is the title's length in tokens (a varint: one byte
+        # below 128); as a blob, it sorts by that length.
+        sql = (
+            "SELECT f.rowid FROM documents_fts AS f CROSS JOIN documents_fts_docsize AS s ON s.id = f.rowid"  # noqa: S608
+            f" WHERE documents_fts MATCH ? AND +f.rowid IN ({allowed})"
+            " ORDER BY substr(s.sz, 1, 1), f.rowid LIMIT ?"
+        )
+        params = [f"{_TITLE_FIELD} : ({fts_query})", *filters, MAX_SCORED_CANDIDATES]
+        pks = [pk for (pk,) in conn.execute(sql, params)]
+    if len(pks) < MAX_SCORED_CANDIDATES:
+        sql = (
+            f"SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? AND +rowid IN ({allowed})"  # noqa: S608
+            f" AND +rowid NOT IN (SELECT value FROM json_each(?)) ORDER BY {_BM25}, rowid LIMIT ?"
+        )
+        params = [fts_query, *filters, orjson.dumps(pks).decode(), MAX_SCORED_CANDIDATES - len(pks)]
+        pks += [pk for (pk,) in conn.execute(sql, params)]
+    return pks
 
 
 def _rank(
     conn: sqlite3.Connection,
-    phrases: list[Phrase],
+    phrases: list[_Phrase],
     terms: list[tuple[str, ...]],
-    candidates: list[tuple[int, str]],
+    pks: list[int],
     limit: int,
 ) -> list[SearchHit]:
-    """The best `limit` candidates by BM25, summed over phrases and columns, best first.
+    """The best `limit` of the documents `pks`, best first; ties go to the smaller document id.
 
-    A phrase's score in one column of a document is the column's weight (COLUMN_WEIGHTS) times
-    idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)), with tf its
-    occurrences there and the lengths those of the column; a phrase's IDF is Lucene's,
-    ln(1 + (N - n + 0.5) / (n + 0.5)) for n of the N documents containing it, which stays positive
-    however common the word: FTS5's clamps to 1e-6 past n = N / 2. N and n count the whole index
-    (every shop and status), like FTS5's. Ties go to the smaller document id.
+    A document's score sums, over the query's phrases, idf * (best + COLUMN_TIE_BREAKER * (sum -
+    best)) over the phrase's BM25 in each column: the column's weight (COLUMN_WEIGHTS) times
+    tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)), for tf occurrences in it
+    and the lengths of that column. The IDF is Lucene's, ln(1 + (N - n + 0.5) / (n + 0.5)) for n of
+    the N documents containing the phrase: it stays positive however common the word, where FTS5's
+    bm25() drops it to 1e-6 past n = N / 2. N and n count the whole index, every shop and status,
+    as FTS5's do.
+
+    The prose column is scored last: every candidate is first scored on the other columns; then, in
+    order of the best score each could still reach with its prose, candidates get their prose scored
+    until none left could reach the top `limit`. The result is the same, and tokenizing the prose of
+    a few dozen documents instead of hundreds saves most of the time. (What a phrase's prose could
+    add is bounded by its IDF, so a rare word would make every candidate look promising: for those,
+    FTS5 tells which documents' prose holds them, and the others gain nothing from it.)
     """
-    pks = [pk for pk, _ in candidates]
-    pk_list = orjson.dumps(pks).decode()
+    pks = sorted(pks)
     total_docs, average_lengths = _totals(conn)
-    lengths = _column_lengths(conn, pk_list)
-    scores = dict.fromkeys(pks, 0.0)
-    k1, b = BM25_K1, BM25_B
+    lengths = _column_lengths(conn, pks)
+    weighted = []  # (idf, terms, prefix) of each phrase that can match
+    prose_holders: list[set[int] | None] = []  # the documents whose prose holds it, if few
     for phrase, phrase_terms in zip(phrases, terms, strict=True):
-        if not phrase_terms:
-            continue  # no token at all: matches nothing, as in FTS5
-        (n,) = conn.execute(
-            "SELECT count(*) FROM documents_fts WHERE documents_fts MATCH ?", (phrase.fts,)
-        ).fetchone()
+        n = _document_count(conn, phrase) if phrase_terms else 0  # no token: matches nothing
+        if n == 0:
+            continue
         idf = math.log(1.0 + (max(total_docs, n) - n + 0.5) / (n + 0.5))
-        for (pk, column), tf in _term_frequencies(conn, phrase_terms, phrase.prefix, pk_list).items():
-            average = average_lengths[column]
-            norm = 1.0 - b + b * lengths[pk][column] / average if average > 0 else 1.0
-            scores[pk] += _WEIGHTS[column] * idf * tf * (k1 + 1.0) / (tf + k1 * norm)
-    best = sorted(candidates, key=lambda row: (-scores[row[0]], row[1]))[:limit]
-    bodies = dict(
-        conn.execute(
-            "SELECT pk, body FROM documents WHERE pk IN (SELECT value FROM json_each(?))",
-            (orjson.dumps([pk for pk, _ in best]).decode(),),
-        ).fetchall()
+        weighted.append((idf, phrase_terms, phrase.prefix))
+        holders = None
+        if n <= MAX_SCORED_CANDIDATES:  # rare: cheap to ask
+            sql = "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ?"
+            holders = {pk for (pk,) in conn.execute(sql, (f"{PROSE_FIELD} : {phrase.fts}",))}
+        prose_holders.append(holders)
+    labels = _column_scores(conn, "candidate_labels", pks, weighted, lengths, average_lengths)
+    # Scores without the prose, and the most the prose could add: a column's BM25 stays below its
+    # weight * (k1 + 1); added to a better column it counts at the tie-breaker's rate, and as the
+    # new best it demotes the old one to that rate.
+    tie = COLUMN_TIE_BREAKER
+    most = COLUMN_WEIGHTS[PROSE_FIELD] * (BM25_K1 + 1.0)
+    partial = dict.fromkeys(pks, 0.0)
+    reachable = dict.fromkeys(pks, 0.0)
+    for (idf, _, _), scores, holders in zip(weighted, labels, prose_holders, strict=True):
+        for pk, (best, total) in scores.items():
+            partial[pk] += idf * _combined(best, total)
+        for pk in pks if holders is None else holders.intersection(partial):
+            best = scores.get(pk, (0.0, 0.0))[0]
+            reachable[pk] += idf * max(tie * most, most - (1.0 - tie) * best)
+    for pk in pks:
+        reachable[pk] += partial[pk]
+    pending = sorted(pks, key=lambda pk: -reachable[pk])
+    final: dict[int, float] = {}
+    start, batch = 0, max(4 * limit, PROSE_BATCH)
+    while start < len(pending):
+        if len(final) >= limit:
+            cut = heapq.nlargest(limit, final.values())[-1]
+            if reachable[pending[start]] < cut * (1.0 - 1e-9):
+                break  # none left can make the cut
+        chunk = pending[start : start + batch]
+        start, batch = start + batch, 2 * batch
+        final.update((pk, partial[pk]) for pk in chunk)
+        prose = _column_scores(conn, "candidate_prose", chunk, weighted, lengths, average_lengths)
+        for (idf, _, _), label_scores, prose_scores in zip(weighted, labels, prose, strict=True):
+            for pk, (extra, _) in prose_scores.items():
+                best, total = label_scores.get(pk, (0.0, 0.0))
+                final[pk] += idf * (_combined(max(best, extra), total + extra) - _combined(best, total))
+    rows = conn.execute(
+        "SELECT pk, doc_id, body FROM documents WHERE pk IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(list(final)).decode(),),
+    ).fetchall()
+    rows.sort(key=lambda row: (-final[row[0]], row[1]))
+    del rows[limit:]
+    return [SearchHit(id=doc_id, score=final[pk], document=orjson.loads(body)) for pk, doc_id, body in rows]
+
+
+def _combined(best: float, total: float) -> float:
+    """A phrase's score from its column scores: the best, and the others at the tie-breaker's rate."""
+    return best + COLUMN_TIE_BREAKER * (total - best)
+
+
+def _column_scores(
+    conn: sqlite3.Connection,
+    table: str,
+    pks: list[int],
+    weighted: list[tuple[float, tuple[str, ...], bool]],
+    lengths: dict[int, list[int]],
+    average_lengths: list[float],
+) -> list[dict[int, tuple[float, float]]]:
+    """Per phrase of `weighted`, per document of `pks` containing it in the columns of the scratch
+    `table`: the best of its column scores there and their sum, IDF left out."""
+    # Only constant names are interpolated.
+    columns = ", ".join(_SCRATCH_COLUMNS[table])
+    conn.execute(f"INSERT INTO temp.{table} ({table}) VALUES ('delete-all')")  # noqa: S608
+    conn.execute(
+        f"INSERT INTO temp.{table} (rowid, {columns})"  # noqa: S608
+        f" SELECT rowid, {columns} FROM documents_fts WHERE rowid IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(pks).decode(),),
     )
-    return [SearchHit(id=doc_id, score=scores[pk], document=orjson.loads(bodies[pk])) for pk, doc_id in best]
+    # k1 * (1 - b + b * length / average) = fixed + per_token * length, per column.
+    fixed = BM25_K1 * (1.0 - BM25_B)
+    per_token = [BM25_K1 * BM25_B / average if average > 0 else 0.0 for average in average_lengths]
+    result = []
+    for _, phrase_terms, prefix in weighted:
+        scores: dict[int, tuple[float, float]] = {}
+        for (pk, name), tf in _occurrences(conn, f"temp.{table}_terms", phrase_terms, prefix).items():
+            column = _COLUMN_INDEX[name]
+            norm = fixed + per_token[column] * lengths[pk][column]
+            score = _WEIGHTS[column] * tf * (BM25_K1 + 1.0) / (tf + norm)
+            best, total = scores.get(pk, (0.0, 0.0))
+            scores[pk] = (max(best, score), total + score)
+        result.append(scores)
+    return result
 
 
-def _tokenize(conn: sqlite3.Connection, phrases: list[Phrase]) -> list[tuple[str, ...]]:
-    """The terms `documents_fts` stores for each phrase's word, in order ("Curly" -> ("curli",)).
+def _occurrences(
+    conn: sqlite3.Connection, vocabulary: str, terms: tuple[str, ...], prefix: bool
+) -> Counter[tuple[int, str]]:
+    """Occurrences of the phrase `terms` (the last one a prefix when `prefix`) per (rowid, column
+    name), from the fts5vocab 'instance' table `vocabulary`."""
 
-    The words go through a scratch FTS5 table with the same tokenizer, so they are split, folded
-    and stemmed exactly as FTS5 does for the query itself.
+    def rows(columns: str, i: int) -> list[tuple[Any, ...]]:
+        if prefix and i == len(terms) - 1:
+            # Every term that starts with it: U+10FFFF sorts after any character that can follow.
+            where, params = "term >= ? AND term < ?", (terms[i], terms[i] + "\U0010ffff")
+        else:
+            where, params = "term = ?", (terms[i],)
+        return conn.execute(f"SELECT {columns} FROM {vocabulary} WHERE {where}", params).fetchall()  # noqa: S608
+
+    if len(terms) == 1:
+        return Counter(rows("doc, col", 0))
+    # A phrase of several terms ("t-shirt" is "t shirt"): where each term follows the one before it
+    # in the same column.
+    starts: set[tuple[int, str, int]] = set()
+    for i in range(len(terms)):
+        found = {(pk, col, offset - i) for pk, col, offset in rows("doc, col, offset", i)}
+        starts = found if i == 0 else starts & found
+        if not starts:
+            break
+    return Counter((pk, col) for pk, col, _ in starts)
+
+
+def _document_count(conn: sqlite3.Connection, phrase: _Phrase) -> int:
+    """In how many documents of the whole index the phrase occurs."""
+    sql = "SELECT count(*) FROM documents_fts WHERE documents_fts MATCH ?"
+    return conn.execute(sql, (phrase.fts,)).fetchone()[0]
+
+
+def _tokenize(conn: sqlite3.Connection, phrases: list[_Phrase]) -> list[tuple[str, ...]]:
+    """The terms `documents_fts` holds for each phrase's word, in order ("T-Shirts" -> ("t", "shirt")).
+
+    The words go through a scratch FTS5 table with the same tokenizer, so they are split, folded and
+    stemmed exactly as FTS5 does with the query itself.
     """
-    conn.execute("DELETE FROM temp.query_text")
+    conn.execute("INSERT INTO temp.query_text (query_text) VALUES ('delete-all')")
     conn.executemany(
         "INSERT INTO temp.query_text (rowid, text) VALUES (?, ?)",
         [(i, phrase.word) for i, phrase in enumerate(phrases)],
     )
-    rows = conn.execute("SELECT doc, offset, term FROM temp.query_terms ORDER BY doc, offset").fetchall()
-    conn.execute("DELETE FROM temp.query_text")
     terms: list[list[str]] = [[] for _ in phrases]
+    rows = conn.execute("SELECT doc, offset, term FROM temp.query_text_terms ORDER BY doc, offset")
     for i, _, term in rows:
         terms[i].append(term)
     return [tuple(phrase_terms) for phrase_terms in terms]
-
-
-def _term_frequencies(
-    conn: sqlite3.Connection, terms: tuple[str, ...], prefix: bool, pk_list: str
-) -> Counter[tuple[int, int]]:
-    """Occurrences of the phrase `terms` (the last one a prefix when `prefix`) per (pk, column) of
-    the documents in `pk_list` (a JSON array)."""
-    where = " AND doc IN (SELECT value FROM json_each(?))"
-
-    def condition(i: int) -> tuple[str, tuple[str, ...]]:
-        if prefix and i == len(terms) - 1:
-            # Every term starting with it; U+10FFFF sorts after any character that can follow.
-            return "term >= ? AND term < ?", (terms[i], terms[i] + "\U0010ffff")
-        return "term = ?", (terms[i],)
-
-    if len(terms) == 1:
-        sql, params = condition(0)
-        rows = conn.execute(
-            f"SELECT doc, col, count(*) FROM temp.documents_fts_instance WHERE {sql}{where}"  # noqa: S608
-            " GROUP BY doc, col",
-            (*params, pk_list),
-        ).fetchall()
-        return Counter({(pk, _COLUMN_INDEX[col]): n for pk, col, n in rows})
-    # A phrase of several terms ("t-shirt" is "t shirt"): positions where each term follows the one
-    # before it in the same column.
-    starts: set[tuple[int, str, int]] | None = None
-    for i in range(len(terms)):
-        sql, params = condition(i)
-        rows = conn.execute(
-            f"SELECT doc, col, offset FROM temp.documents_fts_instance WHERE {sql}{where}",  # noqa: S608
-            (*params, pk_list),
-        ).fetchall()
-        found = {(pk, col, offset - i) for pk, col, offset in rows}
-        starts = found if starts is None else starts & found
-        if not starts:
-            break
-    return Counter((pk, _COLUMN_INDEX[col]) for pk, col, _ in starts or ())
 
 
 def _totals(conn: sqlite3.Connection) -> tuple[int, list[float]]:
@@ -435,11 +563,12 @@ def _totals(conn: sqlite3.Connection) -> tuple[int, list[float]]:
     return total_docs, [total / total_docs for total in values[1 : 1 + len(TEXT_FIELDS)]]
 
 
-def _column_lengths(conn: sqlite3.Connection, pk_list: str) -> dict[int, list[int]]:
-    """Each column's length in tokens for the documents in `pk_list` (a JSON array), from FTS5's
-    %_docsize table (one varint per column, in column order)."""
+def _column_lengths(conn: sqlite3.Connection, pks: list[int]) -> dict[int, list[int]]:
+    """Each column's length in tokens for the documents `pks`, from FTS5's %_docsize table (one
+    varint per column, in column order)."""
     rows = conn.execute(
-        "SELECT id, sz FROM documents_fts_docsize WHERE id IN (SELECT value FROM json_each(?))", (pk_list,)
+        "SELECT id, sz FROM documents_fts_docsize WHERE id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(pks).decode(),),
     ).fetchall()
     return {pk: _varints(sizes) for pk, sizes in rows}
 
@@ -523,7 +652,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 @contextmanager
 def _reading(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read snapshot (WAL) for several statements."""
+    """One read snapshot (WAL) for several statements; writes only go to the temp schema."""
     if conn.in_transaction:
         yield
         return
@@ -532,7 +661,7 @@ def _reading(conn: sqlite3.Connection) -> Iterator[None]:
         yield
     finally:
         if conn.in_transaction:
-            conn.execute("COMMIT")
+            conn.execute("ROLLBACK")  # nothing to keep: the scratch tables are refilled every time
 
 
 @contextmanager

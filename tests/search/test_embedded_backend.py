@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from search.backends import embedded
 from search.backends.base import IndexError_
 from search.backends.embedded import EmbeddedBackend, fts_queries
 
@@ -375,3 +376,155 @@ def test_each_thread_uses_its_own_connection(backend: EmbeddedBackend) -> None:
 def test_memory_path_is_refused() -> None:
     with pytest.raises(ValueError):
         EmbeddedBackend("embedded", {"PATH": ":memory:"})
+
+
+# --- ranking on a catalog of look-alike products ------------------------------------------------
+#
+# In a specialist shop most products share the words shoppers type: here "curly" and "wig" are each
+# in 9 of 12 documents. FTS5's bm25() gives a word in more than half the documents an IDF of 1e-6,
+# so they stopped counting; the ranking must still weigh them, title first.
+
+LONG_DESCRIPTION = (
+    "Hand-tied lace with a pre-plucked hairline and bleached knots; adjustable straps and combs keep "
+    "it secure all day. Made of human hair that can be dyed, bleached and heat styled, with a full "
+    "density, no tangles and minimal shedding. Ships in two business days from our own warehouse."
+)
+
+
+@pytest.fixture
+def wig_shop(backend: EmbeddedBackend) -> EmbeddedBackend:
+    for doc in [
+        make_doc("1", title="Ophelia Kinky Curly Wig", description=LONG_DESCRIPTION, product_type="Units"),
+        # "curly" in title, tags and type, "wig" only in the description: not a wig.
+        make_doc(
+            "2",
+            title="Mongolian Loose Curly Frontal 13x4",
+            tags=["curly", "frontal"],
+            product_type="Loose Curly",
+            description="Sew it in, or build your own wig with it.",
+        ),
+        make_doc("3", title="Kinky Straight Closure", tags=["curly", "wig"]),
+        make_doc("4", title="Body Wave Bundles", description="Wear it curly, or under a wig."),
+        make_doc("5", title="Deep Wave Lace Wig", tags=["curly"]),
+        make_doc("6", title="Water Wave Curly Bundles", description="Pairs with any wig."),
+        make_doc("7", title="Straight Bob Wig", description="Not curly at all."),
+        make_doc("8", title="Curly Clip-In Extensions", tags=["wig"]),
+        make_doc("9", title="Glueless Lace Wig", product_type="Curly"),
+        make_doc("10", title="Silky Straight Bundles", description="Ombre tones, dark roots to honey ends."),
+        make_doc("11", title="Yaki Ponytail"),
+        make_doc("12", title="Silk Press Kit"),
+    ]:
+        backend.put(doc)
+    return backend
+
+
+def test_common_words_still_count_title_first(wig_shop: EmbeddedBackend) -> None:
+    hits = wig_shop.search("curly wig", limit=20)
+    ranked = ids(hits)
+    assert sorted(ranked, key=int) == [str(n) for n in range(1, 10)]  # every document with both
+    assert ranked[0] == "1"  # both words in the title
+    # Both words only in tags, or only in the description, rank below it; repeating "curly" in
+    # title, tags and type does not make up for "wig" being only in the description.
+    assert ranked.index("1") < ranked.index("3")
+    assert ranked.index("1") < ranked.index("4")
+    assert ranked.index("5") < ranked.index("2")
+    assert ranked.index("9") < ranked.index("2")
+    assert ranked[-1] == "4"  # both words, but only in passing
+    assert all(hit.score > 0 for hit in hits)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_any_word_fallback_ranks_documents_matching_more_words_first(wig_shop: EmbeddedBackend) -> None:
+    # No product has all three words. "ombre" is rare (one description), "curly" and "wig" common;
+    # a curly wig still beats a product that only mentions ombre in passing.
+    ranked = ids(wig_shop.search("curly wig ombre", limit=20))
+    assert "10" in ranked
+    assert ranked[0] == "1"
+    assert ranked.index("1") < ranked.index("10")
+
+
+def test_a_word_in_every_document_still_counts(wig_shop: EmbeddedBackend) -> None:
+    hits = wig_shop.search("acme")  # every vendor
+    assert len(hits) == 10
+    # ln(1 + 0.5 / 12.5) * weight 4: small but not the 1e-6 FTS5 would give it.
+    assert all(hit.score > 0.1 for hit in hits)
+    # Same vendor field, same length: equal scores, in document id order.
+    assert len({hit.score for hit in hits}) == 1
+    assert ids(hits) == sorted(ids(hits))
+    assert ids(wig_shop.search("acme", limit=12)) == sorted(str(n) for n in range(1, 13))
+
+
+def test_ties_break_by_document_id(backend: EmbeddedBackend) -> None:
+    for doc_id in ("3", "1", "2"):  # stored in another order than their ids
+        backend.put(make_doc(doc_id, title="Wool scarf"))
+    hits = backend.search("scarf")
+    assert ids(hits) == ["1", "2", "3"]
+    assert hits[0].score == hits[1].score == hits[2].score > 0
+
+
+def test_phrase_and_prefix_words_are_scored(backend: EmbeddedBackend) -> None:
+    backend.put(make_doc("1", title="Cotton T-Shirt"))
+    backend.put(make_doc("2", title="Shirt", description="Size T, in cotton."))  # t, shirt apart
+    backend.put(make_doc("3", title="Plain T-Shirts", tags=["t-shirt"]))
+    [first, second] = backend.search("t-shirt")
+    assert {first.id, second.id} == {"1", "3"}
+    assert first.score > 0 and second.score > 0
+    assert first.id == "3"  # in title and tags
+    assert ids(backend.search("t-shi")) == ["3", "1"]  # the phrase's last word as a prefix
+    assert ids(backend.search("cott")) == ["1", "2"]  # title before description
+
+
+def test_length_normalization_reads_long_columns(backend: EmbeddedBackend) -> None:
+    # A description of more than 127 tokens has its length stored on two bytes.
+    long_text = " ".join(["soft"] * 150) + " lantern"
+    backend.put(make_doc("1", description=long_text))
+    backend.put(make_doc("2", description="A lantern."))
+    hits = backend.search("lantern")
+    assert ids(hits) == ["2", "1"]  # the same match counts more in the shorter description
+    assert hits[0].score > hits[1].score > 0
+
+
+def test_scoring_prose_lazily_changes_nothing(wig_shop: EmbeddedBackend, monkeypatch: Any) -> None:
+    # Prose is scored a few documents at a time, only while they could still make the cut.
+    full = {query: wig_shop.search(query, limit=20) for query in ("curly wig", "curly wig ombre", "wig")}
+    monkeypatch.setattr(embedded, "PROSE_BATCH", 1)
+    for query, expected in full.items():
+        for limit in (1, 2, 3, 5):
+            hits = wig_shop.search(query, limit=limit)
+            assert [(hit.id, hit.score) for hit in hits] == [(hit.id, hit.score) for hit in expected[:limit]]
+
+
+def test_many_matches_are_cut_to_the_likeliest(wig_shop: EmbeddedBackend, monkeypatch: Any) -> None:
+    monkeypatch.setattr(embedded, "MAX_SCORED_CANDIDATES", 3)
+    # Every word in the title first: the one such product is kept, and still ranks first.
+    hits = wig_shop.search("curly wig", limit=20)
+    assert len(hits) == 3
+    assert ids(hits)[0] == "1"
+    assert all(hit.score > 0 for hit in hits)
+    # The rest by bm25(): the any-word fallback has no all-words tier.
+    assert len(wig_shop.search("curly wig ombre", limit=20)) == 3
+    # Filters still apply to the cut.
+    assert wig_shop.search("curly wig", statuses=("draft",)) == []
+    assert wig_shop.search("curly wig", shop="beta.myshopify.com") == []
+
+
+def test_search_goes_on_while_another_connection_writes(wig_shop: EmbeddedBackend, path: Path) -> None:
+    # Ranking writes scratch tables, but only in its connection's temp schema: no lock on the file.
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        other.execute("DELETE FROM documents")  # uncommitted: not seen
+        assert ids(wig_shop.search("curly wig"))[0] == "1"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_no_ranking_tables_in_the_file(wig_shop: EmbeddedBackend, path: Path) -> None:
+    wig_shop.search("curly wig")
+    conn = sqlite3.connect(path)
+    try:
+        names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert not any("candidate" in name or "query" in name or "vocab" in name for name in names)
