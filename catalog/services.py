@@ -14,7 +14,7 @@ from django.db import transaction
 from .models import InventoryLevel, OrderLine, Product, Shop, Variant
 from .normalize.fields import parse_datetime, parse_id, parse_int, parse_money, parse_optional_id, text
 from .normalize.types import CanonicalProduct, NormalizationError
-from .versioning import embed_text_hash, score_inputs_hash, search_hash, shopify_version
+from .versioning import embed_text_hash, score_inputs_hash, search_hash, version_bump
 
 APPLIED, STALE, NOOP = "applied", "stale", "no-op"
 
@@ -54,7 +54,7 @@ def product_apply(*, shop: Shop, data: CanonicalProduct, source: str) -> ApplyRe
         embed_changed = product.embed_text_hash != embed_hash
         score_changed = product.score_inputs_hash != score_hash
         product.embed_text_hash, product.score_inputs_hash = embed_hash, score_hash
-        _assign(product, data, new_hash, source, content_changed)
+        _assign(product, data, new_hash, source, content_changed, inventory_changed)
         product.save()
         _replace_variants(product, data)
         return ApplyResult(
@@ -77,7 +77,8 @@ def product_delete(*, shop: Shop, shopify_id: int, deleted_at: datetime) -> Appl
             return ApplyResult(NOOP, product, "already deleted")
         product.deleted_at = deleted_at
         product.last_updated_source = "webhook"
-        product.save(update_fields=["deleted_at", "last_updated_source", "modified_at"])
+        version_bump(product, "shopify")  # the delete is the newest content write
+        product.save(update_fields=["deleted_at", "last_updated_source", "version_vector", "modified_at"])
         return ApplyResult(APPLIED, product, content_changed=True)
 
 
@@ -105,8 +106,13 @@ def inventory_level_apply(*, shop: Shop, payload: dict) -> ApplyResult:
             level.available, level.shopify_updated_at = available, updated_at
             level.save(update_fields=["available", "shopify_updated_at"])
         products = list(
-            Product.objects.live().filter(shop=shop, variants__inventory_item_id=item_id).distinct()
+            Product.objects.live()
+            .select_for_update()
+            .filter(pk__in=Variant.objects.filter(shop=shop, inventory_item_id=item_id).values("product_id"))
         )
+        for product in products:
+            version_bump(product, "inventory")
+            product.save(update_fields=["version_vector", "modified_at"])
         reason = (
             ""
             if products
@@ -191,13 +197,11 @@ def _touch(product: Product, data: CanonicalProduct, source: str) -> None:
         product.shopify_updated_at is None or data.updated_at > product.shopify_updated_at
     ):
         product.shopify_updated_at = data.updated_at
-        product.version_vector = {**product.version_vector, "shopify": shopify_version(data.updated_at)}
         product.last_updated_source = source
         product.update_type = Product.UpdateType.AUTO  # updated_at moved, content did not
         product.save(
             update_fields=[
                 "shopify_updated_at",
-                "version_vector",
                 "last_updated_source",
                 "update_type",
                 "modified_at",
@@ -206,7 +210,12 @@ def _touch(product: Product, data: CanonicalProduct, source: str) -> None:
 
 
 def _assign(
-    product: Product, data: CanonicalProduct, new_hash: str, source: str, content_changed: bool
+    product: Product,
+    data: CanonicalProduct,
+    new_hash: str,
+    source: str,
+    content_changed: bool,
+    inventory_changed: bool,
 ) -> None:
     for name in (
         "handle",
@@ -228,9 +237,10 @@ def _assign(
     product.shopify_created_at = data.created_at or product.shopify_created_at
     product.shopify_updated_at = data.updated_at or product.shopify_updated_at
     product.search_hash = new_hash
-    version = shopify_version(data.updated_at)
-    if version is not None:
-        product.version_vector = {**product.version_vector, "shopify": version}
+    if content_changed:
+        version_bump(product, "shopify")
+    if inventory_changed:
+        version_bump(product, "inventory")
     product.last_updated_source = source
     product.update_type = Product.UpdateType.MANUAL if content_changed else Product.UpdateType.AUTO
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 import orjson
 
@@ -75,8 +74,12 @@ def score_inputs_hash(data: CanonicalProduct) -> str:
     )
 
 
-def shopify_version(updated_at: datetime | None) -> int | None:
-    """The `shopify` component of a product's version vector: updated_at in microseconds."""
-    if updated_at is None:
-        return None
-    return int(updated_at.timestamp() * 1_000_000)
+def version_bump(product, writer: str) -> int:
+    """Advance one component of the product's version vector (call under the product's row lock).
+
+    Components are counters: the database orders writes per product (row locks and the stale
+    checks), so a counter bumped in that order is exactly "newer" for the index's conditions.
+    """
+    version = int(product.version_vector.get(writer, 0)) + 1
+    product.version_vector = {**product.version_vector, writer: version}
+    return version

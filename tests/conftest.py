@@ -71,3 +71,38 @@ def post_webhook(
     }
     headers.update(extra or {})
     return client.generic("POST", "/webhooks/shopify", body, content_type="application/json", **headers)
+
+
+class IndexFaults:
+    """Make the index answer writes with an error outcome (None: behave normally)."""
+
+    def __init__(self) -> None:
+        self.outcome = None
+        self.error = ""
+        self.results: list = []  # every WriteResult the index returned
+
+    def fail(self, outcome, error: str) -> None:
+        self.outcome, self.error = outcome, error
+
+    def heal(self) -> None:
+        self.outcome = None
+
+
+@pytest.fixture
+def index_faults(monkeypatch) -> IndexFaults:
+    from search.backends.base import WriteResult
+    from search.backends.embedded import EmbeddedBackend
+
+    faults = IndexFaults()
+    original = EmbeddedBackend.write
+
+    def write(self, writes):
+        if faults.outcome is not None:
+            results = [WriteResult(w, faults.outcome, faults.error) for w in writes]
+        else:
+            results = original(self, writes)
+        faults.results.extend(results)
+        return results
+
+    monkeypatch.setattr(EmbeddedBackend, "write", write)
+    return faults

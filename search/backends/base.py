@@ -7,9 +7,45 @@ document id. Backends store what they are given and never decide what changed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 SEARCHABLE_STATUSES = ("active",)
+# One version-vector component per writer; each writer owns a disjoint group of fields and the
+# document keeps the component of the last write of each group as `vv_<writer>`.
+WRITERS = ("shopify", "inventory", "embedding", "scoring", "admin")
+
+
+def version_field(writer: str) -> str:
+    return f"vv_{writer}"
+
+
+class WriteOutcome(StrEnum):
+    APPLIED = "applied"
+    STALE = "stale"  # the document already has this writer's version or a newer one
+    MISSING = "missing"  # no such document and the write may not create it
+    RETRYABLE = "retryable"  # 429, 503, connection trouble: try again later
+    PERMANENT = "permanent"  # 400, 413: the same write will never succeed
+    BLOCKED = "blocked"  # 507 feed blocked: the index refuses every write for now
+
+
+@dataclass(slots=True)
+class IndexWrite:
+    """A conditional partial write of one writer's field group (or a conditional delete)."""
+
+    doc_id: str
+    writer: str
+    version: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    create: bool = False  # only the content writer may create a document
+    delete: bool = False
+
+
+@dataclass(slots=True)
+class WriteResult:
+    write: IndexWrite
+    outcome: WriteOutcome
+    error: str = ""
 
 
 class IndexError_(Exception):
@@ -40,7 +76,20 @@ class BaseBackend:
         self.params = params
 
     def put(self, document: dict[str, Any]) -> None:
-        """Create or replace the whole document `document["id"]`."""
+        """Create or replace the whole document `document["id"]` (reconcile's repair and tests;
+        the pipeline writes through `write`)."""
+        raise NotImplementedError
+
+    def write(self, writes: list[IndexWrite]) -> list[WriteResult]:
+        """Apply conditional partial writes, one result per write, in order.
+
+        A write applies only if the document's `vv_<writer>` is missing or lower than
+        `write.version`; it then assigns `write.fields` and `vv_<writer>` and leaves every other
+        field alone. On a missing document it creates one only when `write.create` is set,
+        otherwise the outcome is MISSING and nothing is created. A delete removes the document
+        under the same condition. Writes to one document apply in list order. Failures are
+        reported per write (RETRYABLE, PERMANENT, BLOCKED), never raised.
+        """
         raise NotImplementedError
 
     def update(self, doc_id: str, fields: dict[str, Any]) -> bool:

@@ -26,7 +26,16 @@ from typing import Any
 
 import orjson
 
-from .base import SEARCHABLE_STATUSES, BaseBackend, IndexError_, SearchHit
+from .base import (
+    SEARCHABLE_STATUSES,
+    BaseBackend,
+    IndexError_,
+    IndexWrite,
+    SearchHit,
+    WriteOutcome,
+    WriteResult,
+    version_field,
+)
 
 SCHEMA_VERSION = 1
 
@@ -174,6 +183,15 @@ class EmbeddedBackend(BaseBackend):
             if any(merged.get(name) != stored.get(name) for name in TEXT_FIELDS):
                 _write_text(conn, pk, merged)
         return True
+
+    def write(self, writes: list[IndexWrite]) -> list[WriteResult]:
+        try:
+            with self._writing("write") as conn:
+                return [_apply_write(conn, w) for w in writes]
+        except IndexError_ as exc:
+            # The whole transaction failed (e.g. locked): every write in it shares the outcome.
+            outcome = WriteOutcome.RETRYABLE if exc.retryable else WriteOutcome.PERMANENT
+            return [WriteResult(w, outcome, str(exc)) for w in writes]
 
     def delete(self, doc_id: str) -> bool:
         with self._writing("delete") as conn:
@@ -592,6 +610,31 @@ def _varints(data: bytes) -> list[int]:
             i += 1
         values.append(value)
     return values
+
+
+def _apply_write(conn: sqlite3.Connection, write: IndexWrite) -> WriteResult:
+    """One conditional write inside the caller's transaction (see BaseBackend.write)."""
+    row = conn.execute("SELECT pk, body FROM documents WHERE doc_id = ?", (write.doc_id,)).fetchone()
+    if row is None and not write.create:
+        return WriteResult(write, WriteOutcome.MISSING)
+    stored = orjson.loads(row[1]) if row else {"id": write.doc_id}
+    current = stored.get(version_field(write.writer))
+    if current is not None and current >= write.version:
+        return WriteResult(write, WriteOutcome.STALE)
+    if write.delete:
+        if row is not None:
+            conn.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
+            conn.execute("DELETE FROM documents_fts WHERE rowid = ?", (row[0],))
+        return WriteResult(write, WriteOutcome.APPLIED)
+    merged = {**stored, **write.fields, "id": write.doc_id, version_field(write.writer): write.version}
+    try:
+        doc_id, body = _encode(merged)
+    except IndexError_ as exc:
+        return WriteResult(write, WriteOutcome.PERMANENT, str(exc))
+    pk = conn.execute(_UPSERT, (doc_id, merged.get("shop"), merged.get("status"), body)).fetchall()[0][0]
+    if row is None or any(merged.get(name) != stored.get(name) for name in TEXT_FIELDS):
+        _write_text(conn, pk, merged)
+    return WriteResult(write, WriteOutcome.APPLIED)
 
 
 def _encode(document: dict[str, Any]) -> tuple[str, str]:

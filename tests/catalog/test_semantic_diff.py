@@ -67,24 +67,17 @@ def test_price_change_rescore_without_re_embedding(shop):
     assert (result.content_changed, result.embed_changed, result.score_changed) == (True, False, True)
 
 
-def test_inventory_only_webhook_writes_only_inventory_fields(client, monkeypatch):
-    from search.backends.embedded import EmbeddedBackend
+def test_inventory_only_webhook_writes_only_inventory_fields(client, index_faults):
     from sync.pipeline import drain
     from tests.conftest import post_webhook
 
     post_webhook(client, json.dumps(_payload()).encode(), webhook_id="create")
     drain()
-    calls = []
-    for name in ("put", "update"):
-        original = getattr(EmbeddedBackend, name)
-        monkeypatch.setattr(
-            EmbeddedBackend,
-            name,
-            lambda self, *a, _n=name, _o=original: calls.append((_n, a)) or _o(self, *a),
-        )
+    index_faults.results.clear()
     payload = _payload(updated_at="2024-05-07T09:00:00+07:00")
     for variant in payload["variants"]:
         variant["inventory_quantity"] = 5
     post_webhook(client, json.dumps(payload).encode(), webhook_id="stock")
     drain()
-    assert [(name, sorted(args[1])) for name, args in calls] == [("update", ["inventory_total"])]
+    written = [(r.write.writer, sorted(r.write.fields), r.outcome) for r in index_faults.results]
+    assert written == [("inventory", ["inventory_total"], "applied")]

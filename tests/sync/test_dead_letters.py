@@ -10,8 +10,6 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from catalog.models import Product
-from search.backends.base import IndexError_
-from search.backends.embedded import EmbeddedBackend
 from sync.dlq import dead_letter_discard
 from sync.models import DeadLetter, IndexHealth, WebhookEvent
 from sync.pipeline import drain
@@ -26,13 +24,9 @@ def _make_due() -> None:
     WebhookEvent.objects.filter(status="pending").update(next_attempt_at=timezone.now())
 
 
-def test_exhausted_retries_are_dead_lettered_and_replay_applies_them(client, settings, monkeypatch):
+def test_exhausted_retries_are_dead_lettered_and_replay_applies_them(client, settings, index_faults):
     settings.SYNC_MAX_ATTEMPTS = 3
-
-    def unavailable(self, document):
-        raise IndexError_("503 Service Unavailable", retryable=True)
-
-    monkeypatch.setattr(EmbeddedBackend, "put", unavailable)
+    index_faults.fail("retryable", "503 Service Unavailable")
     post_webhook(client, webhook_body(FEEDER8), webhook_id="e")
     for _ in range(3):
         drain()
@@ -43,7 +37,7 @@ def test_exhausted_retries_are_dead_lettered_and_replay_applies_them(client, set
     assert (letter.kind, letter.error_class) == ("exhausted", "IndexError_")
     assert "503" in letter.error and letter.next_replay_at > timezone.now()
 
-    monkeypatch.undo()  # the index is back
+    index_faults.heal()  # the index is back
     out = io.StringIO()
     call_command("replay_dlq", "--all", stdout=out)
     assert "replayed 1 of 1" in out.getvalue()
@@ -85,11 +79,8 @@ def test_replay_of_unknown_id_is_a_clear_error():
         call_command("replay_dlq", "--id", "999")
 
 
-def test_feed_blocked_pauses_writes_without_spending_attempts(client, monkeypatch):
-    def blocked(self, document):
-        raise IndexError_("507 feed blocked: disk limit reached", retryable=False, blocked=True)
-
-    monkeypatch.setattr(EmbeddedBackend, "put", blocked)
+def test_feed_blocked_pauses_writes_without_spending_attempts(client, index_faults):
+    index_faults.fail("blocked", "507 feed blocked: disk limit reached")
     post_webhook(client, webhook_body(FEEDER8), webhook_id="a")
     post_webhook(client, json.dumps({**json.loads(webhook_body(FEEDER8)), "id": 2}).encode(), webhook_id="b")
     stats = drain()
@@ -99,7 +90,7 @@ def test_feed_blocked_pauses_writes_without_spending_attempts(client, monkeypatc
     assert "feed blocked" in health.last_error and health.paused_until > timezone.now()
     assert drain().processed == 0  # still paused: nothing is claimed
 
-    monkeypatch.undo()
+    index_faults.heal()
     IndexHealth.objects.update(paused_until=timezone.now())
     _make_due()
     assert drain().outcomes == {"applied": 2}

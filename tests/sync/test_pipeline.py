@@ -50,14 +50,7 @@ def test_processing_twice_changes_nothing(client):
     assert Product.objects.count() == 1
 
 
-def test_updates_of_one_product_in_a_batch_become_one_write(client, monkeypatch):
-    from search.backends.embedded import EmbeddedBackend
-
-    writes = []
-    original_put = EmbeddedBackend.put
-    monkeypatch.setattr(
-        EmbeddedBackend, "put", lambda self, doc: writes.append(doc) or original_put(self, doc)
-    )
+def test_updates_of_one_product_in_a_batch_become_one_write(client, index_faults):
     original = webhook_body(FEEDER8)
     minutes = [3, 1, 5, 2, 4]  # arrival order differs from updated_at order
     for minute in minutes:
@@ -65,7 +58,8 @@ def test_updates_of_one_product_in_a_batch_become_one_write(client, monkeypatch)
         post_webhook(client, body, webhook_id=f"m{minute}")
     stats = drain()
     assert stats.outcomes == {"applied": 1, "stale": 4}
-    assert [doc["title"] for doc in writes] == ["Wax v5"]
+    content = [r.write.fields["title"] for r in index_faults.results if r.write.writer == "shopify"]
+    assert content == ["Wax v5"]
     assert Product.objects.get().title == "Wax v5"
     superseded = WebhookEvent.objects.get(webhook_id="m3")
     assert superseded.outcome == "stale" and "superseded by event" in superseded.note
@@ -187,21 +181,58 @@ def test_malformed_product_fails_with_reason_and_others_go_on(client):
     assert bad.dead_letter.kind == "permanent" and "no 'title'" in bad.dead_letter.error
 
 
-def test_index_outage_is_retried_not_lost(client, monkeypatch):
-    from search.backends.base import IndexError_
-    from search.backends.embedded import EmbeddedBackend
-
-    def refuse(self, document):
-        raise IndexError_("database is locked", retryable=True)
-
-    monkeypatch.setattr(EmbeddedBackend, "put", refuse)
+def test_index_outage_is_retried_not_lost(client, index_faults):
+    index_faults.fail("retryable", "database is locked")
     post_webhook(client, webhook_body(FEEDER8), webhook_id="e")
     stats = drain()
     assert stats.retried == 1
     event = WebhookEvent.objects.get()
     assert event.status == "pending" and "locked" in event.error
     assert Product.objects.count() == 0  # the transaction rolled back with the failed write
-    monkeypatch.undo()
+    index_faults.heal()
     WebhookEvent.objects.update(next_attempt_at=event.received_at)
     assert drain().outcomes == {"applied": 1}
     assert Shop.objects.get().products.count() == 1
+
+
+def test_version_vector_is_stored_on_the_product_and_in_the_document(client, index):
+    post_webhook(client, webhook_body(FEEDER8), webhook_id="a")
+    drain()
+    product = Product.objects.get()
+    assert product.version_vector == {"shopify": 1, "inventory": 1}
+    doc = index.get(str(product.pk))
+    assert (doc["vv_shopify"], doc["vv_inventory"]) == (1, 1)
+
+
+def test_inventory_only_changes_cause_no_content_writes(client, index_faults):
+    """1,000 inventory-only changes to indexed products: 0 content writes, 0 re-embeddings."""
+    shop = "wiw.myshopify.com"
+    products = []
+    for n in range(10):
+        body = json.loads(webhook_body(SWORDFOX))
+        body.update(id=4643710664801 + n, handle=f"p{n}", title=f"Product {n}")
+        body["variants"][0]["inventory_item_id"] = 34269676896353 + n
+        products.append(body)
+        post_webhook(
+            client, json.dumps(body).encode(), shop=shop, topic="products/create", webhook_id=f"p{n}"
+        )
+    drain()
+    embed_hashes = dict(Product.objects.values_list("pk", "embed_text_hash"))
+    index_faults.results.clear()
+    for i in range(1000):
+        level = {
+            "inventory_item_id": 34269676896353 + i % 10,
+            "location_id": 36167909473 + i // 10,
+            "available": i,
+            "updated_at": "2020-05-26T11:35:10+12:00",
+        }
+        post_webhook(
+            client, json.dumps(level).encode(), topic="inventory_levels/update", shop=shop, webhook_id=f"i{i}"
+        )
+    stats = drain()
+    assert stats.outcomes == {"applied": 1000}
+    writers = {r.write.writer for r in index_faults.results}
+    assert writers == {"inventory"} and len(index_faults.results) == 1000
+    assert dict(Product.objects.values_list("pk", "embed_text_hash")) == embed_hashes
+    doc = index_faults.results[-1].write
+    assert sorted(doc.fields) == ["inventory_total"]

@@ -1,0 +1,16 @@
+"""The backend contract on the embedded index."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.backends.embedded import EmbeddedBackend
+from tests.search.contract import BackendContract
+
+
+class TestEmbeddedContract(BackendContract):
+    @pytest.fixture
+    def backend(self, tmp_path):
+        backend = EmbeddedBackend("embedded", {"PATH": str(tmp_path / "contract.sqlite3")})
+        yield backend
+        backend.close()
