@@ -16,3 +16,13 @@ def replay_dead_letters() -> str:
     from .dlq import dead_letter_replay
 
     return str(dead_letter_replay(due_only=True))
+
+
+def reconcile_all_shops() -> str:
+    """Scheduled daily: repair drift between the stored truth and the index, shop by shop."""
+    from catalog.models import Shop
+
+    from .reconcile import reconcile_shop
+
+    reports = [reconcile_shop(shop=shop, repair=True) for shop in Shop.objects.all()]
+    return ", ".join(f"{r.shop}: repaired {r.repaired}" for r in reports) or "no shops"

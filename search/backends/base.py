@@ -6,6 +6,7 @@ document id. Backends store what they are given and never decide what changed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -121,6 +122,10 @@ class BaseBackend:
         Only documents whose status is in `statuses` are returned (by default only active ones, so
         draft and archived products never reach shoppers), restricted to `shop` when given.
         """
+        raise NotImplementedError
+
+    def documents(self, *, shop: str) -> Iterator[dict[str, Any]]:
+        """Every stored document of one shop (reconciliation), read in bounded pages."""
         raise NotImplementedError
 
     def count(self, *, shop: str | None = None) -> int:

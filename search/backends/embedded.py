@@ -9,6 +9,7 @@ are ranked here, in Python, by BM25 with a Lucene-style IDF (see `_rank`). FTS5'
 the IDF of a word found in more than half the documents to almost nothing, and in a shop's catalog
 the words shoppers type ("curly wig" in a wig shop) are exactly those: its ranking then ignores them.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -38,6 +39,7 @@ from .base import (
 )
 
 SCHEMA_VERSION = 1
+DOCUMENT_PAGE = 1000  # documents() reads by keyset pages: bounded memory on any catalog size
 
 # Web, workers and commands write the same file; a writer waits this long for another process's
 # transaction before the operation fails (as retryable).
@@ -91,8 +93,13 @@ MAX_QUERY_TERMS = 32
 
 # Error codes worth retrying: another process holds the file, or the disk/filesystem hiccupped.
 _RETRYABLE_CODES = frozenset(
-    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
-     sqlite3.SQLITE_PROTOCOL}
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_PROTOCOL,
+    }
 )
 
 _SCHEMA = (
@@ -219,6 +226,24 @@ class EmbeddedBackend(BaseBackend):
             else:
                 cursor = self._conn().execute("SELECT count(*) FROM documents WHERE shop = ?", (shop,))
             return cursor.fetchone()[0]
+
+    def documents(self, *, shop: str) -> Iterator[dict[str, Any]]:
+        last = 0
+        while True:
+            with _index_errors("documents"):
+                rows = (
+                    self._conn()
+                    .execute(
+                        "SELECT pk, body FROM documents WHERE shop = ? AND pk > ? ORDER BY pk LIMIT ?",
+                        (shop, last, DOCUMENT_PAGE),
+                    )
+                    .fetchall()
+                )
+            for _, body in rows:
+                yield orjson.loads(body)
+            if len(rows) < DOCUMENT_PAGE:
+                return
+            last = rows[-1][0]
 
     def search(
         self,
