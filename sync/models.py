@@ -118,6 +118,9 @@ class IndexHealth(models.Model):
 
     alias = models.CharField(max_length=64, unique=True)
     paused_until = models.DateTimeField(null=True, blank=True)
+    degraded_since = models.DateTimeField(
+        null=True, blank=True, help_text="failing writes since; null when healthy"
+    )
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
 

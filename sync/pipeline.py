@@ -27,7 +27,8 @@ from search.backends.base import IndexError_
 from search.indexer import product_index, product_index_inventory
 
 from .dlq import dead_letter_record, dead_letter_resolve
-from .models import DeadLetter, IndexHealth, WebhookEvent
+from .health import index_degraded, index_pause, index_paused, index_recover_if_healthy
+from .models import DeadLetter, WebhookEvent
 
 logger = logging.getLogger("shopsync.pipeline")
 Status, Outcome = WebhookEvent.Status, WebhookEvent.Outcome
@@ -35,8 +36,8 @@ Status, Outcome = WebhookEvent.Status, WebhookEvent.Outcome
 # failures does not come back as a burst.
 RETRY_BASE_SECONDS = 2.0
 RETRY_CAP_SECONDS = 600.0
-# A blocked index (507, disk full) refuses everything: stop writing for this long, then probe.
-BLOCKED_PAUSE_SECONDS = 60.0
+# How often an idle drain asks a failing index whether it is back.
+PROBE_INTERVAL_SECONDS = 2.0
 
 
 @dataclass
@@ -63,7 +64,11 @@ def drain(
     stats = DrainStats()
     batch_size = batch_size or settings.SYNC_BATCH_SIZE
     idle_until = time.monotonic() + idle_seconds
+    next_probe = 0.0
     while True:
+        if time.monotonic() >= next_probe:
+            index_recover_if_healthy()
+            next_probe = time.monotonic() + PROBE_INTERVAL_SECONDS
         batch = [] if index_paused() else claim_batch(batch_size)
         if not batch:
             if time.monotonic() >= idle_until:
@@ -163,6 +168,8 @@ def event_process(event: WebhookEvent, stats: DrainStats) -> None:
         if exc.blocked:
             _pause_index(event, stats, str(exc))
         else:
+            if exc.retryable:
+                index_degraded(str(exc))
             _fail(event, stats, exc, permanent=not exc.retryable)
         return
     except (NormalizationError, orjson.JSONDecodeError) as exc:
@@ -251,18 +258,9 @@ def _fail(
     stats.retried += 1
 
 
-def index_paused() -> bool:
-    return IndexHealth.objects.filter(alias=settings.SEARCH_BACKEND, paused_until__gt=timezone.now()).exists()
-
-
 def _pause_index(event: WebhookEvent, stats: DrainStats, error: str) -> None:
-    """Feed blocked: pause all writes, alert, and put the event back without spending an attempt."""
-    now = timezone.now()
-    until = now + timedelta(seconds=BLOCKED_PAUSE_SECONDS)
-    IndexHealth.objects.update_or_create(
-        alias=settings.SEARCH_BACKEND,
-        defaults={"paused_until": until, "last_error": error, "last_error_at": now},
-    )
+    """Feed blocked: pause all writes and put the event back without spending an attempt."""
+    until = index_pause(error)
     WebhookEvent.objects.filter(pk=event.pk).update(
         status=Status.PENDING,
         error=error,
@@ -272,12 +270,6 @@ def _pause_index(event: WebhookEvent, stats: DrainStats, error: str) -> None:
     )
     stats.retried += 1
     stats.paused = True
-    logger.error(
-        "ALERT index %r refuses writes (feed blocked): %s; writes paused until %s",
-        settings.SEARCH_BACKEND,
-        error,
-        until.isoformat(),
-    )
 
 
 def _release(events: list[WebhookEvent]) -> None:

@@ -136,5 +136,9 @@ class BaseBackend:
         """Remove every document (tests, and rebuilding an index from the stored truth)."""
         raise NotImplementedError
 
+    def ping(self) -> None:
+        """Return if the index answers; raise IndexError_ (retryable) if it does not."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections; the backend may be used again afterwards (it reopens)."""

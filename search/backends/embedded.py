@@ -227,6 +227,10 @@ class EmbeddedBackend(BaseBackend):
                 cursor = self._conn().execute("SELECT count(*) FROM documents WHERE shop = ?", (shop,))
             return cursor.fetchone()[0]
 
+    def ping(self) -> None:
+        with _index_errors("ping"):
+            self._conn().execute("SELECT 1 FROM documents LIMIT 1").fetchall()
+
     def documents(self, *, shop: str) -> Iterator[dict[str, Any]]:
         last = 0
         while True:

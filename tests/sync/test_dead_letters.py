@@ -95,3 +95,19 @@ def test_feed_blocked_pauses_writes_without_spending_attempts(client, index_faul
     _make_due()
     assert drain().outcomes == {"applied": 2}
     assert not DeadLetter.objects.exists()
+
+
+def test_backlog_drains_by_itself_once_the_index_is_back(client, index_faults):
+    for n in range(50):
+        body = {**json.loads(webhook_body(FEEDER8)), "id": 1000 + n, "handle": f"p{n}"}
+        post_webhook(client, json.dumps(body).encode(), webhook_id=f"e{n}")
+    index_faults.fail("retryable", "503 Service Unavailable")
+    assert drain().retried == 50
+    assert drain().processed == 0  # backing off; the index still refuses
+    assert IndexHealth.objects.get().degraded_since is not None
+
+    index_faults.heal()  # no operator action from here on: the next drain (the sweep) notices
+    stats = drain()
+    assert stats.outcomes == {"applied": 50}
+    assert IndexHealth.objects.get().degraded_since is None
+    assert not WebhookEvent.objects.exclude(status="done").exists()
