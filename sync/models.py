@@ -63,10 +63,10 @@ class WebhookEvent(models.Model):
             models.UniqueConstraint(fields=["shop", "webhook_id"], name="webhook_event_unique_delivery"),
         ]
         indexes = [
+            # The drain's claims: due events of one shop in arrival order, and expired leases.
+            models.Index(fields=["shop", "id"], condition=Q(status="pending"), name="webhook_event_pending"),
             models.Index(
-                fields=["next_attempt_at", "id"],
-                condition=Q(status="pending"),
-                name="webhook_event_pending",
+                fields=["lease_expires_at"], condition=Q(status="processing"), name="webhook_event_leased"
             ),
             models.Index(fields=["received_at"], name="webhook_event_received"),
         ]
