@@ -73,7 +73,11 @@ class Product(models.Model):
     search_hash = models.CharField(max_length=64, blank=True)
     embed_text_hash = models.CharField(max_length=64, blank=True)
     score_inputs_hash = models.CharField(max_length=64, blank=True)
+    # One counter per writer (shopify, inventory, ...), bumped under the row lock on each change;
+    # index_vector holds the components the index has confirmed. A component of version_vector
+    # above index_vector is a pending index write: it survives crashes and failed writes.
     version_vector = models.JSONField(default=dict, blank=True)
+    index_vector = models.JSONField(default=dict, blank=True)
     last_updated_source = models.CharField(max_length=32, blank=True)
     update_type = models.CharField(max_length=8, choices=UpdateType.choices, blank=True)
     indexed_at = models.DateTimeField(null=True, blank=True)

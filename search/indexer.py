@@ -1,74 +1,92 @@
-"""Writes products to the configured index backend as conditional partial writes per field group.
+"""Writes products to the index as conditional partial writes per field group.
 
-Each group is versioned by its writer's component of the product's version vector, so a stale
-write (an older worker, a replay) is refused by the index itself and never rolls a field back.
+A product's `version_vector` says what the stored truth is at; its `index_vector` what the index
+has confirmed. Every component where the first is ahead is a pending write of that writer's field
+group, sent with the component as its version: the index refuses anything older than what it
+holds, so a slow worker or a replay can never roll a field back. Because pending writes live in
+the database, a crash or a failed write loses nothing: the next attempt (a retried event, a
+backfill, reconcile) sends them again.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
+from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Product
 
 from .backends import get_backend
-from .backends.base import IndexError_, IndexWrite, WriteOutcome, WriteResult
+from .backends.base import IndexWrite, WriteOutcome, WriteResult
 from .documents import product_content_fields, product_doc_id, product_inventory_fields
 
+CONFIRMED = (WriteOutcome.APPLIED, WriteOutcome.STALE)  # stale: the index already holds newer
 
-def product_writes(product: Product, *, content: bool = True, inventory: bool = True) -> list[IndexWrite]:
-    """The index writes that bring the product's document in line with the stored product."""
-    doc_id, vector = product_doc_id(product), product.version_vector
+
+def pending_writes(product: Product) -> list[IndexWrite]:
+    """The writes that bring the product's document up to its version vector."""
+    doc_id, vv, iv = product_doc_id(product), product.version_vector, product.index_vector
+    shopify, inventory = vv.get("shopify", 0), vv.get("inventory", 0)
     if product.deleted_at is not None:
-        return [IndexWrite(doc_id, "shopify", vector.get("shopify", 0), delete=True)]
+        if shopify > iv.get("shopify", 0):
+            return [IndexWrite(doc_id, "shopify", shopify, delete=True)]
+        return []
     writes = []
-    if content:
-        fields = product_content_fields(product)
-        writes.append(IndexWrite(doc_id, "shopify", vector.get("shopify", 0), fields, create=True))
-    if inventory:
+    if shopify > iv.get("shopify", 0):
+        writes.append(IndexWrite(doc_id, "shopify", shopify, product_content_fields(product), create=True))
+    if inventory > iv.get("inventory", 0):
         # Never creates: stock for a document that does not exist yet waits for its content.
-        writes.append(
-            IndexWrite(doc_id, "inventory", vector.get("inventory", 0), product_inventory_fields(product))
-        )
+        writes.append(IndexWrite(doc_id, "inventory", inventory, product_inventory_fields(product)))
     return writes
 
 
-def index_apply(writes: list[IndexWrite]) -> list[WriteResult]:
-    """Send writes to the index; raise on failures the pipeline must retry or dead-letter."""
-    results = get_backend().write(writes) if writes else []
-    for result in results:
-        if result.outcome == WriteOutcome.BLOCKED:
-            raise IndexError_(result.error, retryable=True, blocked=True)
-        if result.outcome in (WriteOutcome.RETRYABLE, WriteOutcome.PERMANENT):
-            raise IndexError_(result.error, retryable=result.outcome == WriteOutcome.RETRYABLE)
-    return results
+def products_sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
+    """Send the pending writes of these products in one backend call; record what the index
+    confirmed. Returns the failed write of each product that has one (empty: all done).
 
-
-def product_index(product: Product) -> list[WriteResult]:
-    """Write the product's content and inventory groups (or its delete)."""
-    results = index_apply(product_writes(product))
-    _mark_indexed(product, results)
-    return results
-
-
-def product_index_inventory(product: Product) -> bool:
-    """Write only the inventory group. False when the document does not exist yet."""
-    if product.deleted_at is not None:
-        return False
-    results = index_apply(product_writes(product, content=False))
-    _mark_indexed(product, results)
-    return any(r.outcome == WriteOutcome.APPLIED for r in results)
+    The products' rows stay locked while their writes are computed and sent, so a concurrent
+    delete cannot be overtaken by an older content write of the same product.
+    """
+    if not product_ids:
+        return {}
+    with transaction.atomic():
+        products = list(
+            Product.objects.select_for_update()
+            .filter(pk__in=sorted(set(product_ids)))
+            .order_by("pk")
+            .select_related("shop")
+            .prefetch_related("variants")
+        )
+        planned = [(product, write) for product in products for write in pending_writes(product)]
+        results = get_backend().write([write for _, write in planned]) if planned else []
+        return _record(planned, results)
 
 
 def products_reindex(product_ids: list[int]) -> int:
-    """Write the documents of these products (after a backfill). Returns how many were written."""
-    count = 0
-    products = Product.objects.filter(pk__in=product_ids).select_related("shop").prefetch_related("variants")
-    for product in products:
-        product_index(product)
-        count += 1
-    return count
+    """Write the pending groups of these products (after a backfill). Returns how many products
+    the index now holds in their current version; failures are left pending for a retry."""
+    failed = products_sync_index(product_ids)
+    return len(set(product_ids)) - len(failed)
 
 
-def _mark_indexed(product: Product, results: list[WriteResult]) -> None:
-    if any(r.outcome == WriteOutcome.APPLIED for r in results):
-        Product.objects.filter(pk=product.pk).update(indexed_at=timezone.now())
+def _record(planned: list[tuple[Product, IndexWrite]], results: list[WriteResult]) -> dict[int, WriteResult]:
+    failures: dict[int, WriteResult] = {}
+    confirmed: dict[int, dict[str, int]] = defaultdict(dict)
+    for (product, write), result in zip(planned, results, strict=True):
+        if result.outcome in CONFIRMED:
+            confirmed[product.pk][write.writer] = write.version
+        elif result.outcome != WriteOutcome.MISSING:  # missing: no document to write stock into
+            failures.setdefault(product.pk, result)
+    now = timezone.now()
+    changed = []
+    for product, _ in planned:
+        versions = confirmed.pop(product.pk, None)
+        if versions:
+            merged = dict(product.index_vector)
+            for writer, version in versions.items():
+                merged[writer] = max(version, merged.get(writer, 0))
+            product.index_vector, product.indexed_at = merged, now
+            changed.append(product)
+    Product.objects.bulk_update(changed, ["index_vector", "indexed_at"])
+    return failures

@@ -50,6 +50,11 @@ class WebhookEvent(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    stored_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when its change reached the stored catalog (an attempt may fail after)",
+    )
     note = models.CharField(max_length=500, blank=True, help_text="why the outcome is what it is")
     error = models.TextField(blank=True)
     duplicate_deliveries = models.PositiveIntegerField(

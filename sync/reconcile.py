@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from django.db.models import F
 
 from catalog.models import Product, Shop
 from search.backends import get_backend
@@ -58,6 +59,8 @@ def reconcile_shop(*, shop: Shop, repair: bool = False) -> ReconcileReport:
     if repair:
         for doc_id in report.missing + report.differing:
             backend.put(expected[doc_id][1])
+            # The index now holds exactly the stored version: nothing of it is pending any more.
+            Product.objects.filter(pk=int(doc_id)).update(index_vector=F("version_vector"))
         for doc_id in report.extra:
             backend.delete(doc_id)
         report.repaired = report.drift

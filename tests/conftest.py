@@ -104,5 +104,15 @@ def index_faults(monkeypatch) -> IndexFaults:
         faults.results.extend(results)
         return results
 
+    original_ping = EmbeddedBackend.ping
+
+    def ping(self):
+        if faults.outcome in ("retryable", "blocked"):
+            from search.backends.base import IndexError_
+
+            raise IndexError_(faults.error, retryable=True)
+        original_ping(self)
+
     monkeypatch.setattr(EmbeddedBackend, "write", write)
+    monkeypatch.setattr(EmbeddedBackend, "ping", ping)
     return faults

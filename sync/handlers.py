@@ -1,0 +1,73 @@
+"""Topic routing: each handler applies one delivery to the catalog and says which products it
+touched. Index writes are not done here: the pipeline writes every touched product's pending
+field groups once per batch (see search.indexer.products_sync_index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from catalog import services as catalog
+from catalog.normalize import product_from_rest
+from catalog.normalize.fields import parse_id
+from catalog.normalize.types import NormalizationError
+
+from .models import WebhookEvent
+
+
+@dataclass(slots=True)
+class Handled:
+    outcome: str
+    note: str = ""
+    product_ids: list[int] = field(default_factory=list)  # whose index documents may need writes
+
+
+def event_apply(event: WebhookEvent) -> Handled:
+    """Apply the event's payload to the stored catalog (inside the caller's transaction)."""
+    handler = HANDLERS.get(event.topic)
+    if handler is None:
+        return Handled(WebhookEvent.Outcome.SKIPPED, f"topic {event.topic!r} is not synced")
+    payload = orjson.loads(bytes(event.body))
+    if not isinstance(payload, dict):
+        raise NormalizationError("body must be a JSON object")
+    return handler(event, payload)
+
+
+def _touched(result: catalog.ApplyResult) -> list[int]:
+    # Even a stale or no-op event names its product: if an earlier attempt stored the change but
+    # failed to write the index, this is when the pending write goes out.
+    return [result.product.pk] if result.product is not None and result.product.pk else []
+
+
+def _product_upsert(event: WebhookEvent, payload: dict) -> Handled:
+    result = catalog.product_apply(shop=event.shop, data=product_from_rest(payload), source="webhook")
+    return Handled(result.outcome, result.reason, _touched(result))
+
+
+def _product_delete(event: WebhookEvent, payload: dict) -> Handled:
+    deleted_at = event.triggered_at or event.received_at
+    shopify_id = parse_id(payload.get("id"))
+    result = catalog.product_delete(shop=event.shop, shopify_id=shopify_id, deleted_at=deleted_at)
+    return Handled(result.outcome, result.reason, _touched(result))
+
+
+def _inventory_update(event: WebhookEvent, payload: dict) -> Handled:
+    result = catalog.inventory_level_apply(shop=event.shop, payload=payload)
+    return Handled(result.outcome, result.reason, [p.pk for p in result.products])
+
+
+def _order_create(event: WebhookEvent, payload: dict) -> Handled:
+    result = catalog.order_record(shop=event.shop, payload=payload)
+    return Handled(result.outcome, result.reason)
+
+
+HANDLERS: dict[str, Callable[[WebhookEvent, dict], Handled]] = {
+    "products/create": _product_upsert,
+    "products/update": _product_upsert,
+    "products/delete": _product_delete,
+    "inventory_levels/update": _inventory_update,
+    "orders/create": _order_create,
+}
