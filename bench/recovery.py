@@ -101,7 +101,7 @@ def _round(number: int, args, outage: Outage) -> dict:
     arrival_started = time.monotonic()
     _deliver(number, args.events)
     time.sleep(max(0.0, args.outage - (time.monotonic() - arrival_started)))
-    waiting = WebhookEvent.objects.filter(status="pending").count()
+    waiting = WebhookEvent.objects.filter(status__in=("pending", "processing")).count()
     outage.down.clear()  # the index is back; from here on nobody acts
     back_at = time.monotonic()
     done_after = _wait_until_applied(args.events, deadline=120.0)
