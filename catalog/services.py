@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from .models import InventoryLevel, OrderLine, Product, Shop, Variant
+from .models import OrderLine, Product, Shop, Variant
 from .normalize.fields import parse_datetime, parse_id, parse_int, parse_money, parse_optional_id, text
 from .normalize.types import CanonicalProduct, NormalizationError
 from .versioning import embed_text_hash, score_inputs_hash, search_hash, version_bump
@@ -83,42 +83,10 @@ def product_delete(*, shop: Shop, shopify_id: int, deleted_at: datetime) -> Appl
 
 
 def inventory_level_apply(*, shop: Shop, payload: dict) -> ApplyResult:
-    """Set stock of (inventory_item_id, location_id), ordered by the level's own updated_at.
+    """Set stock of one (inventory_item_id, location_id); see catalog.inventory for the rules."""
+    from .inventory import inventory_levels_apply, level_change
 
-    Kept even when no variant has the item yet (the product's create may still be on its way).
-    """
-    item_id = parse_id(payload.get("inventory_item_id"), name="inventory_item_id")
-    location_id = parse_id(payload.get("location_id"), name="location_id")
-    available = parse_int(payload.get("available"), name="available")
-    updated_at = parse_datetime(payload.get("updated_at"), name="updated_at")
-    with transaction.atomic():
-        level, created = InventoryLevel.objects.select_for_update().get_or_create(
-            shop=shop,
-            inventory_item_id=item_id,
-            location_id=location_id,
-            defaults={"available": available, "shopify_updated_at": updated_at},
-        )
-        if not created:
-            if level.shopify_updated_at and updated_at and updated_at < level.shopify_updated_at:
-                return ApplyResult(STALE, reason=f"level updated at {level.shopify_updated_at.isoformat()}")
-            if level.available == available and level.shopify_updated_at == updated_at:
-                return ApplyResult(NOOP, reason="level unchanged")
-            level.available, level.shopify_updated_at = available, updated_at
-            level.save(update_fields=["available", "shopify_updated_at"])
-        products = list(
-            Product.objects.live()
-            .select_for_update()
-            .filter(pk__in=Variant.objects.filter(shop=shop, inventory_item_id=item_id).values("product_id"))
-        )
-        for product in products:
-            version_bump(product, "inventory")
-            product.save(update_fields=["version_vector", "modified_at"])
-        reason = (
-            ""
-            if products
-            else f"stored; no product has inventory item {item_id} yet, counted once it arrives"
-        )
-        return ApplyResult(APPLIED, reason=reason, inventory_changed=True, products=products)
+    return inventory_levels_apply([level_change(shop=shop, payload=payload)])[0]
 
 
 def order_record(*, shop: Shop, payload: dict) -> ApplyResult:

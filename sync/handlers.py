@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from catalog import services as catalog
+from catalog.inventory import LevelChange, inventory_levels_apply, level_change
 from catalog.normalize import product_from_rest
 from catalog.normalize.fields import parse_id
 from catalog.normalize.types import NormalizationError
@@ -34,6 +35,20 @@ def event_apply(event: WebhookEvent) -> Handled:
     if not isinstance(payload, dict):
         raise NormalizationError("body must be a JSON object")
     return handler(event, payload)
+
+
+def inventory_change(event: WebhookEvent) -> LevelChange:
+    """The level change an inventory_levels/update event carries (NormalizationError if none)."""
+    payload = orjson.loads(bytes(event.body))
+    if not isinstance(payload, dict):
+        raise NormalizationError("body must be a JSON object")
+    return level_change(shop=event.shop, payload=payload)
+
+
+def inventory_events_apply(events: list[WebhookEvent], changes: list[LevelChange]) -> list[Handled]:
+    """Apply a batch's inventory events at once (same outcomes as one by one, in order)."""
+    results = inventory_levels_apply(changes)
+    return [Handled(r.outcome, r.reason, [p.pk for p in r.products]) for r in results]
 
 
 def _touched(result: catalog.ApplyResult) -> list[int]:

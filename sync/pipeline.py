@@ -27,7 +27,7 @@ from search.indexer import products_sync_index
 
 from .claims import claim_batch, coalesce
 from .dlq import dead_letter_record, dead_letter_resolve
-from .handlers import Handled, event_apply
+from .handlers import Handled, event_apply, inventory_change, inventory_events_apply
 from .health import index_degraded, index_pause, index_paused, index_recover_if_healthy
 from .models import DeadLetter, WebhookEvent
 
@@ -40,6 +40,9 @@ RETRY_CAP_SECONDS = 600.0
 # How often an idle drain asks a failing index whether it is back.
 PROBE_INTERVAL_SECONDS = 2.0
 OnEvent = Callable[[WebhookEvent], None] | None
+INVENTORY_TOPIC = "inventory_levels/update"
+# Finished events are recorded with one UPDATE per this many rows (a CASE per column).
+FINISH_CHUNK = 500
 
 
 @dataclass
@@ -80,32 +83,37 @@ def drain(
 
 
 def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEvent = None) -> None:
-    """Apply a claimed batch: catalog first (per event), then the index (once for the batch)."""
+    """Apply a claimed batch: catalog first (per event; inventory all at once), then the index
+    (one backend call for the batch), then record every finished event in one UPDATE."""
     kept, superseded = coalesce(batch)
-    for event, winner in superseded:
-        _done(
-            event,
-            Handled(Outcome.STALE, f"superseded by event {winner.pk} in the same batch"),
-            stats,
-            on_event,
-        )
-    handled = [(event, h) for event in kept if (h := _apply(event, stats)) is not None]
+    done = [
+        (event, Handled(Outcome.STALE, f"superseded by event {winner.pk} in the same batch"))
+        for event, winner in superseded
+    ]
+    inventory = [event for event in kept if event.topic == INVENTORY_TOPIC]
+    handled = _apply_inventory(inventory, stats)
+    handled += [(e, h) for e in kept if e.topic != INVENTORY_TOPIC and (h := _apply(e, stats)) is not None]
     failures = _sync_index([pk for _, h in handled for pk in h.product_ids])
     for event, h in handled:
         failure = next((failures[pk] for pk in h.product_ids if pk in failures), None)
         if failure is None:
-            _done(event, h, stats, on_event)
-            continue
-        if h.outcome == Outcome.APPLIED:  # stored: a retry will find it so and must still say applied
-            WebhookEvent.objects.filter(pk=event.pk).update(stored_at=timezone.now())
-            event.stored_at = timezone.now()
-        if failure.outcome == WriteOutcome.BLOCKED:
-            _pause_index(event, stats, failure.error)
+            done.append((event, h))
         else:
-            retryable = failure.outcome == WriteOutcome.RETRYABLE
-            if retryable:
-                index_degraded(failure.error)
-            _fail(event, stats, IndexError_(failure.error, retryable=retryable), permanent=not retryable)
+            _index_failed(event, h, failure, stats)
+    _finish_all(done, stats, on_event)
+
+
+def _index_failed(event: WebhookEvent, handled: Handled, failure: WriteResult, stats: DrainStats) -> None:
+    if handled.outcome == Outcome.APPLIED:  # stored: a retry will find it so and must still say applied
+        event.stored_at = timezone.now()
+        WebhookEvent.objects.filter(pk=event.pk).update(stored_at=event.stored_at)
+    if failure.outcome == WriteOutcome.BLOCKED:
+        _pause_index(event, stats, failure.error)
+        return
+    retryable = failure.outcome == WriteOutcome.RETRYABLE
+    if retryable:
+        index_degraded(failure.error)
+    _fail(event, stats, IndexError_(failure.error, retryable=retryable), permanent=not retryable)
 
 
 def _apply(event: WebhookEvent, stats: DrainStats) -> Handled | None:
@@ -121,6 +129,27 @@ def _apply(event: WebhookEvent, stats: DrainStats) -> Handled | None:
     return None
 
 
+def _apply_inventory(events: list[WebhookEvent], stats: DrainStats) -> list[tuple[WebhookEvent, Handled]]:
+    """Inventory is the bulk of the traffic: the batch's levels are applied in one transaction."""
+    parsed: list[WebhookEvent] = []
+    changes = []
+    for event in events:
+        try:
+            changes.append(inventory_change(event))
+            parsed.append(event)
+        except (NormalizationError, orjson.JSONDecodeError) as exc:
+            _fail(event, stats, exc, permanent=True, prefix="malformed payload: ")
+    if not parsed:
+        return []
+    try:
+        return list(zip(parsed, inventory_events_apply(parsed, changes), strict=True))
+    except Exception as exc:  # e.g. two workers creating the same level at once: retry them all
+        logger.exception("inventory batch of %d event(s) failed", len(parsed))
+        for event in parsed:
+            _fail(event, stats, exc, permanent=False)
+        return []
+
+
 def _sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
     try:
         return products_sync_index(product_ids)
@@ -130,20 +159,26 @@ def _sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
         return {pk: WriteResult(None, WriteOutcome.RETRYABLE, error) for pk in product_ids}
 
 
-def _done(event: WebhookEvent, handled: Handled, stats: DrainStats, on_event: OnEvent) -> None:
-    failed_before = bool(event.error)
-    if event.stored_at and handled.outcome in (Outcome.NOOP, Outcome.STALE):
-        # An earlier attempt stored the change and failed writing the index; this one wrote it.
-        handled = Handled(
-            Outcome.APPLIED, "stored by an earlier attempt; index written now", handled.product_ids
-        )
-    status = Status.SKIPPED if handled.outcome == Outcome.SKIPPED else Status.DONE
-    _finish(event, status=status, outcome=handled.outcome, note=handled.note)
-    if failed_before:  # if it was dead-lettered, the letter is resolved now
+def _finish_all(done: list[tuple[WebhookEvent, Handled]], stats: DrainStats, on_event: OnEvent) -> None:
+    now = timezone.now()
+    resolved = []
+    for event, handled in done:
+        if event.stored_at and handled.outcome in (Outcome.NOOP, Outcome.STALE):
+            # An earlier attempt stored the change and failed writing the index; this one wrote it.
+            handled = Handled(Outcome.APPLIED, "stored by an earlier attempt; index written now")
+        if event.error:  # it failed before: if it was dead-lettered, the letter is resolved now
+            resolved.append(event)
+        event.status = Status.SKIPPED if handled.outcome == Outcome.SKIPPED else Status.DONE
+        event.outcome, event.note, event.error = handled.outcome, handled.note[:500], ""
+        event.processed_at, event.lease_expires_at = now, None
+        stats.outcomes[handled.outcome] += 1
+    fields = ["status", "outcome", "note", "error", "processed_at", "lease_expires_at"]
+    WebhookEvent.objects.bulk_update([event for event, _ in done], fields, batch_size=FINISH_CHUNK)
+    for event in resolved:
         dead_letter_resolve(event=event)
-    stats.outcomes[handled.outcome] += 1
     if on_event:
-        on_event(event)
+        for event, _ in done:
+            on_event(event)
 
 
 def _fail(
@@ -180,18 +215,3 @@ def _pause_index(event: WebhookEvent, stats: DrainStats, error: str) -> None:
     )
     stats.retried += 1
     stats.paused = True
-
-
-def _finish(event: WebhookEvent, *, status: str, outcome: str, note: str = "", error: str = "") -> None:
-    now = timezone.now()
-    note = note[:500]
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        status=status, outcome=outcome, note=note, error=error, processed_at=now, lease_expires_at=None
-    )
-    event.status, event.outcome, event.note, event.error, event.processed_at = (
-        status,
-        outcome,
-        note,
-        error,
-        now,
-    )
