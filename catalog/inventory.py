@@ -14,6 +14,8 @@ from datetime import datetime
 
 from django.db import transaction
 
+from config.db import bulk_set
+
 from .models import InventoryLevel, Product, Shop, Variant
 from .normalize.fields import parse_datetime, parse_id, parse_int
 from .services import APPLIED, NOOP, STALE, ApplyResult
@@ -53,9 +55,14 @@ def inventory_levels_apply(changes: list[LevelChange]) -> list[ApplyResult]:
         changed: dict[tuple, InventoryLevel] = {}
         results = [_apply_one(change, levels, created, changed) for change in changes]
         InventoryLevel.objects.bulk_create(created.values())
-        InventoryLevel.objects.bulk_update(
-            [level for key, level in changed.items() if key not in created],
+        bulk_set(
+            InventoryLevel,
             ["available", "shopify_updated_at"],
+            [
+                (lv.pk, lv.available, lv.shopify_updated_at)
+                for key, lv in changed.items()
+                if key not in created
+            ],
         )
         products_by_item = _bump_products(
             {(c.shop_id, c.item_id) for c, r in zip(changes, results, strict=True) if r.outcome == APPLIED}
@@ -119,5 +126,5 @@ def _bump_products(items: set[tuple[int, int]]) -> dict[tuple[int, int], list[Pr
     }
     for product in products.values():
         version_bump(product, "inventory")
-    Product.objects.bulk_update(products.values(), ["version_vector"])
+    bulk_set(Product, ["version_vector"], [(p.pk, p.version_vector) for p in products.values()])
     return {item: [products[pk] for pk in sorted(pks) if pk in products] for item, pks in product_ids.items()}

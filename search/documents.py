@@ -52,8 +52,9 @@ def product_content_fields(product: Product) -> dict[str, Any]:
     }
 
 
-def product_inventory_fields(product: Product) -> dict[str, Any]:
-    return {"inventory_total": product_inventory_total(product)}
+def product_inventory_fields(product: Product, *, total: int | None | bool = False) -> dict[str, Any]:
+    """The inventory group; pass `total` when it was computed for many products at once."""
+    return {"inventory_total": product_inventory_total(product) if total is False else total}
 
 
 def product_document(product: Product) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Product
+from catalog.selectors import products_inventory_totals
+from config.db import bulk_set
 
 from .backends import get_backend
 from .backends.base import IndexWrite, WriteOutcome, WriteResult
@@ -24,7 +26,7 @@ from .documents import product_content_fields, product_doc_id, product_inventory
 CONFIRMED = (WriteOutcome.APPLIED, WriteOutcome.STALE)  # stale: the index already holds newer
 
 
-def pending_writes(product: Product) -> list[IndexWrite]:
+def pending_writes(product: Product, *, inventory_total: int | None | bool = False) -> list[IndexWrite]:
     """The writes that bring the product's document up to its version vector."""
     doc_id, vv, iv = product_doc_id(product), product.version_vector, product.index_vector
     shopify, inventory = vv.get("shopify", 0), vv.get("inventory", 0)
@@ -37,7 +39,8 @@ def pending_writes(product: Product) -> list[IndexWrite]:
         writes.append(IndexWrite(doc_id, "shopify", shopify, product_content_fields(product), create=True))
     if inventory > iv.get("inventory", 0):
         # Never creates: stock for a document that does not exist yet waits for its content.
-        writes.append(IndexWrite(doc_id, "inventory", inventory, product_inventory_fields(product)))
+        fields = product_inventory_fields(product, total=inventory_total)
+        writes.append(IndexWrite(doc_id, "inventory", inventory, fields))
     return writes
 
 
@@ -58,7 +61,12 @@ def products_sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
             .select_related("shop")
             .prefetch_related("variants")
         )
-        planned = [(product, write) for product in products for write in pending_writes(product)]
+        totals = products_inventory_totals(products)
+        planned = [
+            (product, write)
+            for product in products
+            for write in pending_writes(product, inventory_total=totals[product.pk])
+        ]
         results = get_backend().write([write for _, write in planned]) if planned else []
         return _record(planned, results)
 
@@ -79,7 +87,7 @@ def _record(planned: list[tuple[Product, IndexWrite]], results: list[WriteResult
         elif result.outcome != WriteOutcome.MISSING:  # missing: no document to write stock into
             failures.setdefault(product.pk, result)
     now = timezone.now()
-    changed = []
+    rows = []
     for product, _ in planned:
         versions = confirmed.pop(product.pk, None)
         if versions:
@@ -87,6 +95,6 @@ def _record(planned: list[tuple[Product, IndexWrite]], results: list[WriteResult
             for writer, version in versions.items():
                 merged[writer] = max(version, merged.get(writer, 0))
             product.index_vector, product.indexed_at = merged, now
-            changed.append(product)
-    Product.objects.bulk_update(changed, ["index_vector", "indexed_at"])
+            rows.append((product.pk, merged, now))
+    bulk_set(Product, ["index_vector", "indexed_at"], rows)
     return failures

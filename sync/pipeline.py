@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.normalize.types import NormalizationError
+from config.db import bulk_set
 from search.backends.base import IndexError_, WriteOutcome, WriteResult
 from search.indexer import products_sync_index
 
@@ -41,8 +42,6 @@ RETRY_CAP_SECONDS = 600.0
 PROBE_INTERVAL_SECONDS = 2.0
 OnEvent = Callable[[WebhookEvent], None] | None
 INVENTORY_TOPIC = "inventory_levels/update"
-# Finished events are recorded with one UPDATE per this many rows (a CASE per column).
-FINISH_CHUNK = 500
 
 
 @dataclass
@@ -173,7 +172,7 @@ def _finish_all(done: list[tuple[WebhookEvent, Handled]], stats: DrainStats, on_
         event.processed_at, event.lease_expires_at = now, None
         stats.outcomes[handled.outcome] += 1
     fields = ["status", "outcome", "note", "error", "processed_at", "lease_expires_at"]
-    WebhookEvent.objects.bulk_update([event for event, _ in done], fields, batch_size=FINISH_CHUNK)
+    bulk_set(WebhookEvent, fields, [(e.pk, *(getattr(e, f) for f in fields)) for e, _ in done])
     for event in resolved:
         dead_letter_resolve(event=event)
     if on_event:
