@@ -72,7 +72,22 @@ def product_delete(*, shop: Shop, shopify_id: int, deleted_at: datetime) -> Appl
     with transaction.atomic():
         product = Product.objects.select_for_update().filter(shop=shop, shopify_id=shopify_id).first()
         if product is None:
-            return ApplyResult(NOOP, None, f"no product {shopify_id} in {shop.domain}")
+            # Deliveries arrive out of order: the product's create may still be on its way. A
+            # tombstone makes that late create stale instead of resurrecting the product.
+            Product.objects.bulk_create(
+                [
+                    Product(
+                        shop=shop,
+                        shopify_id=shopify_id,
+                        title="",
+                        deleted_at=deleted_at,
+                        status=Product.Status.ARCHIVED,
+                        last_updated_source="webhook",
+                    )
+                ],
+                ignore_conflicts=True,
+            )
+            return ApplyResult(NOOP, None, f"no product {shopify_id} in {shop.domain}; remembered as deleted")
         if product.deleted_at is not None:
             return ApplyResult(NOOP, product, "already deleted")
         product.deleted_at = deleted_at

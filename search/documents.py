@@ -24,7 +24,6 @@ CONTENT_FIELDS = (
     "status",
     "price_min",
     "price_max",
-    "updated_at",
 )
 INVENTORY_FIELDS = ("inventory_total",)
 TEXT_FIELDS = ("title", "description", "vendor", "product_type", "tags")
@@ -48,7 +47,6 @@ def product_content_fields(product: Product) -> dict[str, Any]:
         "status": product.status,
         "price_min": float(min(prices)) if prices else None,
         "price_max": float(max(prices)) if prices else None,
-        "updated_at": product.shopify_updated_at.isoformat() if product.shopify_updated_at else None,
     }
 
 
