@@ -64,16 +64,18 @@ def inventory_levels_apply(changes: list[LevelChange]) -> list[ApplyResult]:
                 if key not in created
             ],
         )
-        products_by_item = _bump_products(
-            {(c.shop_id, c.item_id) for c, r in zip(changes, results, strict=True) if r.outcome == APPLIED}
-        )
+        applied = {
+            (c.shop_id, c.item_id) for c, r in zip(changes, results, strict=True) if r.outcome == APPLIED
+        }
+        products_by_item = _products_holding({(c.shop_id, c.item_id) for c in changes}, bump=applied)
     for change, result in zip(changes, results, strict=True):
-        if result.outcome == APPLIED:
-            result.products = products_by_item.get((change.shop_id, change.item_id), [])
-            if not result.products:
-                result.reason = (
-                    f"stored; no product has inventory item {change.item_id} yet, counted once it arrives"
-                )
+        # Stale and no-op changes name their products too: if an earlier attempt stored the level
+        # but failed writing the index, this is when the pending write goes out.
+        result.products = products_by_item.get((change.shop_id, change.item_id), [])
+        if result.outcome == APPLIED and not result.products:
+            result.reason = (
+                f"stored; no product has inventory item {change.item_id} yet, counted once it arrives"
+            )
     return results
 
 
@@ -109,8 +111,11 @@ def _apply_one(change: LevelChange, levels: dict, created: dict, changed: dict) 
     return ApplyResult(APPLIED, inventory_changed=True)
 
 
-def _bump_products(items: set[tuple[int, int]]) -> dict[tuple[int, int], list[Product]]:
-    """Bump the inventory version of every live product holding one of these items, once."""
+def _products_holding(
+    items: set[tuple[int, int]], *, bump: set[tuple[int, int]]
+) -> dict[tuple[int, int], list[Product]]:
+    """The live products holding each item; those holding an item in `bump` get their inventory
+    version bumped, once each."""
     if not items:
         return {}
     variants = Variant.objects.filter(
@@ -124,7 +129,8 @@ def _bump_products(items: set[tuple[int, int]]) -> dict[tuple[int, int], list[Pr
     products = {
         p.pk: p for p in Product.objects.live().select_for_update().filter(pk__in=wanted).order_by("pk")
     }
-    for product in products.values():
-        version_bump(product, "inventory")
-    bulk_set(Product, ["version_vector"], [(p.pk, p.version_vector) for p in products.values()])
+    bumped = {pk for item in bump for pk in product_ids.get(item, ()) if pk in products}
+    for pk in bumped:
+        version_bump(products[pk], "inventory")
+    bulk_set(Product, ["version_vector"], [(pk, products[pk].version_vector) for pk in sorted(bumped)])
     return {item: [products[pk] for pk in sorted(pks) if pk in products] for item, pks in product_ids.items()}

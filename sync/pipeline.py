@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -42,6 +42,9 @@ RETRY_CAP_SECONDS = 600.0
 PROBE_INTERVAL_SECONDS = 2.0
 OnEvent = Callable[[WebhookEvent], None] | None
 INVENTORY_TOPIC = "inventory_levels/update"
+# A batch's new inventory levels can collide with another worker's; the batch is re-read this
+# many times before its events are retried later.
+INVENTORY_CONFLICT_RETRIES = 3
 
 
 @dataclass
@@ -85,10 +88,7 @@ def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEven
     """Apply a claimed batch: catalog first (per event; inventory all at once), then the index
     (one backend call for the batch), then record every finished event in one UPDATE."""
     kept, superseded = coalesce(batch)
-    done = [
-        (event, Handled(Outcome.STALE, f"superseded by event {winner.pk} in the same batch"))
-        for event, winner in superseded
-    ]
+    done: list[tuple[WebhookEvent, Handled]] = []
     inventory = [event for event in kept if event.topic == INVENTORY_TOPIC]
     handled = _apply_inventory(inventory, stats)
     handled += [(e, h) for e in kept if e.topic != INVENTORY_TOPIC and (h := _apply(e, stats)) is not None]
@@ -96,10 +96,32 @@ def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEven
     for event, h in handled:
         failure = next((failures[pk] for pk in h.product_ids if pk in failures), None)
         if failure is None:
-            done.append((event, h))
+            done.append((event, _applied_earlier(event, h)))
         else:
             _index_failed(event, h, failure, stats)
+    succeeded = {event.pk for event, _ in done}
+    for event, winner in superseded:
+        if winner.pk in succeeded:
+            done.append((event, Handled(Outcome.STALE, f"superseded by event {winner.pk} in the same batch")))
+        else:  # the newer one failed: this one must not be lost with it, so it goes back in line
+            _release([event])
     _finish_all(done, stats, on_event)
+
+
+def _applied_earlier(event: WebhookEvent, handled: Handled) -> Handled:
+    if event.stored_at and handled.outcome in (Outcome.NOOP, Outcome.STALE):
+        # An earlier attempt stored the change and failed writing the index; this one wrote it.
+        return Handled(
+            Outcome.APPLIED, "stored by an earlier attempt; index written now", handled.product_ids
+        )
+    return handled
+
+
+def _release(events: list[WebhookEvent]) -> None:
+    """Hand claimed events back untouched, without spending an attempt."""
+    WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        status=Status.PENDING, lease_expires_at=None, attempts=F("attempts") - 1
+    )
 
 
 def _index_failed(event: WebhookEvent, handled: Handled, failure: WriteResult, stats: DrainStats) -> None:
@@ -141,8 +163,16 @@ def _apply_inventory(events: list[WebhookEvent], stats: DrainStats) -> list[tupl
     if not parsed:
         return []
     try:
-        return list(zip(parsed, inventory_events_apply(parsed, changes), strict=True))
-    except Exception as exc:  # e.g. two workers creating the same level at once: retry them all
+        for attempt in range(INVENTORY_CONFLICT_RETRIES):
+            try:
+                return list(zip(parsed, inventory_events_apply(parsed, changes), strict=True))
+            except IntegrityError:
+                # Another worker created one of these levels first; the batch rolled back whole.
+                # Read again: the level now exists and the changes are compared with it.
+                if attempt == INVENTORY_CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+    except Exception as exc:  # the database broke: retry them all later
         logger.exception("inventory batch of %d event(s) failed", len(parsed))
         for event in parsed:
             _fail(event, stats, exc, permanent=False)
@@ -162,9 +192,6 @@ def _finish_all(done: list[tuple[WebhookEvent, Handled]], stats: DrainStats, on_
     now = timezone.now()
     resolved = []
     for event, handled in done:
-        if event.stored_at and handled.outcome in (Outcome.NOOP, Outcome.STALE):
-            # An earlier attempt stored the change and failed writing the index; this one wrote it.
-            handled = Handled(Outcome.APPLIED, "stored by an earlier attempt; index written now")
         if event.error:  # it failed before: if it was dead-lettered, the letter is resolved now
             resolved.append(event)
         event.status = Status.SKIPPED if handled.outcome == Outcome.SKIPPED else Status.DONE

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.utils import timezone
 
 from catalog.models import InventoryLevel, OrderLine, Product, Shop
 from search.api import search_products
+from search.backends import get_backend
 from sync.models import WebhookEvent
 from sync.pipeline import drain
 from tests.conftest import post_webhook, webhook_body
@@ -246,3 +248,41 @@ def test_inventory_only_changes_cause_no_content_writes(client, index_faults):
 
     for product in Product.objects.all():
         assert get_backend().get(str(product.pk))["inventory_total"] == product_inventory_total(product)
+
+
+def test_a_failed_newest_update_does_not_take_the_superseded_one_with_it(client):
+    original = webhook_body(FEEDER8)
+    good = _variant_of(original, title="Valid Older Edit", updated_at="2024-05-06T18:00:00+07:00")
+    broken = json.loads(
+        _variant_of(original, title="Broken Newer Edit", updated_at="2024-05-06T19:00:00+07:00")
+    )
+    broken["variants"][0]["price"] = "not-a-price"
+    post_webhook(client, good, webhook_id="good")
+    post_webhook(client, json.dumps(broken).encode(), webhook_id="broken")
+    drain()
+    assert _outcomes() == {"good": "applied", "broken": "failed"}
+    assert Product.objects.get().title == "Valid Older Edit"
+
+
+def test_inventory_retry_after_a_failed_index_write_still_writes_the_index(client, index_faults):
+    shop = "wiw.myshopify.com"
+    post_webhook(client, webhook_body(SWORDFOX), shop=shop, webhook_id="p")
+    drain()
+    level = json.loads(webhook_body("inventory_levels_update__swordfox-wiw_2020-05__raw_body.json"))
+    post_webhook(
+        client,
+        json.dumps(dict(level, available=9)).encode(),
+        topic="inventory_levels/update",
+        shop=shop,
+        webhook_id="inv",
+    )
+    index_faults.fail("retryable", "429 Too Many Requests")
+    drain()
+    index_faults.heal()
+    WebhookEvent.objects.filter(status="pending").update(next_attempt_at=timezone.now())
+    drain()
+    event = WebhookEvent.objects.get(webhook_id="inv")
+    assert (event.status, event.outcome) == ("done", "applied")
+    product = Product.objects.get()
+    assert product.index_vector == product.version_vector
+    assert get_backend().get(str(product.pk))["inventory_total"] == 9
