@@ -127,7 +127,13 @@ def _products_holding(
             product_ids[(shop_id, item_id)].add(product_id)
     wanted = set().union(*product_ids.values()) if product_ids else set()
     products = {
-        p.pk: p for p in Product.objects.live().select_for_update().filter(pk__in=wanted).order_by("pk")
+        # Only the vector: product rows are wide (descriptions) and this runs for every batch.
+        p.pk: p
+        for p in Product.objects.live()
+        .select_for_update()
+        .filter(pk__in=wanted)
+        .only("pk", "version_vector")
+        .order_by("pk")
     }
     bumped = {pk for item in bump for pk in product_ids.get(item, ()) if pk in products}
     for pk in bumped:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +42,8 @@ RETRY_CAP_SECONDS = 600.0
 PROBE_INTERVAL_SECONDS = 2.0
 OnEvent = Callable[[WebhookEvent], None] | None
 INVENTORY_TOPIC = "inventory_levels/update"
+# Finished events sharing status, outcome and note are updated together from this many on.
+SHARED_UPDATE_MIN = 5
 # A batch's new inventory levels can collide with another worker's; the batch is re-read this
 # many times before its events are retried later.
 INVENTORY_CONFLICT_RETRIES = 3
@@ -199,12 +201,30 @@ def _finish_all(done: list[tuple[WebhookEvent, Handled]], stats: DrainStats, on_
         event.processed_at, event.lease_expires_at = now, None
         stats.outcomes[handled.outcome] += 1
     fields = ["status", "outcome", "note", "error", "processed_at", "lease_expires_at"]
-    bulk_set(WebhookEvent, fields, [(e.pk, *(getattr(e, f) for f in fields)) for e, _ in done])
+    _record_finished([event for event, _ in done], fields)
     for event in resolved:
         dead_letter_resolve(event=event)
     if on_event:
         for event, _ in done:
             on_event(event)
+
+
+def _record_finished(events: list[WebhookEvent], fields: list[str]) -> None:
+    """Most finished events of a batch share status, outcome and note (inventory: all of them):
+    those get one plain UPDATE ... WHERE id IN; only the rest needs per-row values."""
+    groups: dict[tuple, list[WebhookEvent]] = defaultdict(list)
+    for event in events:
+        groups[(event.status, event.outcome, event.note)].append(event)
+    now = timezone.now()
+    singles = []
+    for (status, outcome, note), members in groups.items():
+        if len(members) < SHARED_UPDATE_MIN:
+            singles += members
+            continue
+        WebhookEvent.objects.filter(pk__in=[e.pk for e in members]).update(
+            status=status, outcome=outcome, note=note, error="", processed_at=now, lease_expires_at=None
+        )
+    bulk_set(WebhookEvent, fields, [(e.pk, *(getattr(e, f) for f in fields)) for e in singles])
 
 
 def _fail(
