@@ -129,9 +129,11 @@ def _environment() -> dict[str, str]:
 def _prepare_database(env: dict[str, str]) -> None:
     name = env["DATABASE_URL"].rsplit("/", 1)[-1]
     if env["DATABASE_URL"] == DEFAULT_DB:
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], capture_output=True)
+        # A dedicated database, made fresh each run: no stale schema from an older checkout.
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    _sql(env, "TRUNCATE sync_webhookevent, django_q_ormq")
+    _sql(env, "TRUNCATE sync_webhookevent, django_q_ormq CASCADE")
 
 
 def _sql(env: dict[str, str], statement: str) -> str:
@@ -238,6 +240,10 @@ def _report(results: dict[str, list[dict]], stored: int, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(summary, indent=2))
     print(f"written to {out / 'ingest.json'}")
+    if summary["webhook"]["non2xx"]:
+        raise SystemExit(
+            f"{summary['webhook']['non2xx']} webhook requests were not answered 2xx: figures invalid"
+        )
 
 
 def _wait(url: str) -> None:

@@ -80,8 +80,11 @@ def main() -> None:
 
 def _prepare_database() -> None:
     if os.environ["DATABASE_URL"] == DEFAULT_DB:
+        # A dedicated database, made fresh each run: no stale schema from an older checkout.
+        name = DEFAULT_DB.rsplit("/", 1)[-1]
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
         subprocess.run(
-            ["createdb", "-h", "127.0.0.1", "-U", "postgres", DEFAULT_DB.rsplit("/", 1)[-1]],
+            ["createdb", "-h", "127.0.0.1", "-U", "postgres", name],
             capture_output=True,
             check=False,
         )
