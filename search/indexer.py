@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.db import transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 
-from catalog.models import Product
+from catalog.models import Product, Variant
 from catalog.selectors import products_inventory_totals
 from config.db import bulk_set
 
@@ -54,13 +55,7 @@ def products_sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
     if not product_ids:
         return {}
     with transaction.atomic():
-        products = list(
-            Product.objects.select_for_update()
-            .filter(pk__in=sorted(set(product_ids)))
-            .order_by("pk")
-            .select_related("shop")
-            .prefetch_related("variants")
-        )
+        products = _locked_products(sorted(set(product_ids)))
         totals = products_inventory_totals(products)
         planned = [
             (product, write)
@@ -69,6 +64,34 @@ def products_sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
         ]
         results = get_backend().write([write for _, write in planned]) if planned else []
         return _record(planned, results)
+
+
+def _locked_products(pks: list[int]) -> list[Product]:
+    """Lock the products (only their rows: `of=self`, never the shop's), loading whole rows only
+    where a content write is pending; inventory writes need just the vectors and the variants'
+    stock fields, and most writes are inventory writes."""
+    stock = Prefetch(
+        "variants", queryset=Variant.objects.only("product_id", "inventory_item_id", "inventory_quantity")
+    )
+    light = list(
+        Product.objects.select_for_update(of=("self",))
+        .filter(pk__in=pks)
+        .only("pk", "shop_id", "version_vector", "index_vector", "deleted_at")
+        .order_by("pk")
+        .prefetch_related(stock)
+    )
+    content = [p.pk for p in light if p.deleted_at is None and _pending(p, "shopify")]
+    if not content:
+        return light
+    full = {
+        p.pk: p
+        for p in Product.objects.filter(pk__in=content).select_related("shop").prefetch_related("variants")
+    }
+    return [full.get(p.pk, p) for p in light]
+
+
+def _pending(product: Product, writer: str) -> bool:
+    return product.version_vector.get(writer, 0) > product.index_vector.get(writer, 0)
 
 
 def products_reindex(product_ids: list[int]) -> int:
