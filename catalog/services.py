@@ -97,13 +97,6 @@ def product_delete(*, shop: Shop, shopify_id: int, deleted_at: datetime) -> Appl
         return ApplyResult(APPLIED, product, content_changed=True)
 
 
-def inventory_level_apply(*, shop: Shop, payload: dict) -> ApplyResult:
-    """Set stock of one (inventory_item_id, location_id); see catalog.inventory for the rules."""
-    from .inventory import inventory_levels_apply, level_change
-
-    return inventory_levels_apply([level_change(shop=shop, payload=payload)])[0]
-
-
 def order_record(*, shop: Shop, payload: dict) -> ApplyResult:
     """Keep an order's line items per product: the sales signal for trend scoring."""
     order_id = parse_id(payload.get("id"), name="order id")

@@ -70,8 +70,8 @@ def _product_delete(event: WebhookEvent, payload: dict) -> Handled:
 
 
 def _inventory_update(event: WebhookEvent, payload: dict) -> Handled:
-    result = catalog.inventory_level_apply(shop=event.shop, payload=payload)
-    return Handled(result.outcome, result.reason, [p.pk for p in result.products])
+    # The drain applies a batch's inventory together (inventory_events_apply); this is one alone.
+    return inventory_events_apply([event], [level_change(shop=event.shop, payload=payload)])[0]
 
 
 def _order_create(event: WebhookEvent, payload: dict) -> Handled:
