@@ -16,4 +16,13 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ("shop", "status", "update_type")
     search_fields = ("title", "handle", "=shopify_id")
     list_select_related = ("shop",)
-    readonly_fields = ("search_hash", "version_vector", "indexed_at", "created_at", "modified_at")
+    readonly_fields = (
+        "search_hash",
+        "embed_text_hash",
+        "score_inputs_hash",
+        "version_vector",
+        "index_vector",
+        "indexed_at",
+        "created_at",
+        "modified_at",
+    )
