@@ -30,7 +30,6 @@ import pytest
 from django.utils import timezone as dj_timezone
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from catalog.models import InventoryLevel, Product, Shop
 from catalog.selectors import product_inventory_total
@@ -41,13 +40,8 @@ from sync.pipeline import claim_batch, drain
 from sync.reconcile import reconcile_shop
 from sync.services import shop_cache_clear
 from tests.conftest import post_webhook, webhook_body
-from tests.helpers import ROOT
 
 pytestmark = pytest.mark.django_db
-
-# Hypothesis keeps caches in ./.hypothesis, which is not git-ignored: keep them with pytest's.
-if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
-    set_hypothesis_home_dir(ROOT / ".pytest_cache" / "hypothesis")
 
 FEEDER8 = "products_update__feeder8_2024-01__raw_body.json"
 SHOP = "feeder8.myshopify.com"
@@ -663,8 +657,7 @@ def _assert_converged(scenario: Scenario, delivered: list[Delivery], index, *, a
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    database=None,  # no .hypothesis/ directory in the repo; failures print a reproduce blob
-    print_blob=True,
+    print_blob=True,  # a failure prints @reproduce_failure(...) to replay it exactly
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(scenario=scenarios())
