@@ -18,6 +18,8 @@ from .models import IndexHealth, WebhookEvent
 logger = logging.getLogger("shopsync.pipeline")
 # A blocked index (507, disk full) refuses everything: stop writing for this long, then probe.
 BLOCKED_PAUSE_SECONDS = 60.0
+# The backlog is made due again only after this long without a failed write (and a good probe).
+RECOVERY_QUIET_SECONDS = 15.0
 
 
 def index_paused() -> bool:
@@ -58,13 +60,17 @@ def index_recover_if_healthy() -> int:
     """If the index was failing and now answers, make every backed-off event due again at once
     (their backoff was about the index, which is back). Returns how many were made due."""
     health = IndexHealth.objects.filter(alias=settings.SEARCH_BACKEND, degraded_since__isnull=False).first()
-    if health is None or (health.paused_until and health.paused_until > timezone.now()):
+    now = timezone.now()
+    if health is None or (health.paused_until and health.paused_until > now):
+        return 0
+    if health.last_error_at and health.last_error_at > now - timedelta(seconds=RECOVERY_QUIET_SECONDS):
+        # A probe can pass while writes still fail (429 throttling): waking the backlog on every
+        # probe would skip its backoff. Only a quiet spell with no failed write counts as back.
         return 0
     try:
         get_backend().ping()
     except IndexError_:
         return 0
-    now = timezone.now()
     woken = WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING, next_attempt_at__gt=now).update(
         next_attempt_at=now
     )

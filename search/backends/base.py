@@ -137,7 +137,7 @@ class BaseBackend:
         raise NotImplementedError
 
     def ping(self) -> None:
-        """Return if the index answers; raise IndexError_ (retryable) if it does not."""
+        """Return if the index would accept a write now; raise IndexError_ (retryable) if not."""
         raise NotImplementedError
 
     def close(self) -> None:

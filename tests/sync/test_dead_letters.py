@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from catalog.models import Product
 from sync.dlq import dead_letter_discard
+from sync.health import RECOVERY_QUIET_SECONDS
 from sync.models import DeadLetter, IndexHealth, WebhookEvent
 from sync.pipeline import drain
 from sync.tasks import replay_dead_letters
@@ -107,7 +109,24 @@ def test_backlog_drains_by_itself_once_the_index_is_back(client, index_faults):
     assert IndexHealth.objects.get().degraded_since is not None
 
     index_faults.heal()  # no operator action from here on: the next drain (the sweep) notices
+    assert drain().processed == 0  # writes failed a moment ago: not yet trusted to be back
+    quiet = timezone.now() - timedelta(seconds=RECOVERY_QUIET_SECONDS + 1)
+    IndexHealth.objects.update(last_error_at=quiet)  # a quiet spell passes
     stats = drain()
     assert stats.outcomes == {"applied": 50}
     assert IndexHealth.objects.get().degraded_since is None
     assert not WebhookEvent.objects.exclude(status="done").exists()
+
+
+def test_a_probe_that_passes_while_writes_fail_does_not_skip_backoff(client, index_faults, monkeypatch):
+    """Throttling (429) refuses writes while reads and probes pass: retries keep their backoff."""
+    from search.backends.embedded import EmbeddedBackend
+
+    index_faults.fail("retryable", "429 Too Many Requests")
+    monkeypatch.setattr(EmbeddedBackend, "ping", lambda self: None)  # the probe says all is well
+    post_webhook(client, webhook_body(FEEDER8), webhook_id="e")
+    for _ in range(10):
+        drain()
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts) == ("pending", 1)
+    assert not DeadLetter.objects.exists()
