@@ -45,8 +45,8 @@ def inventory_change(event: WebhookEvent) -> LevelChange:
     return level_change(shop=event.shop, payload=payload)
 
 
-def inventory_events_apply(events: list[WebhookEvent], changes: list[LevelChange]) -> list[Handled]:
-    """Apply a batch's inventory events at once (same outcomes as one by one, in order)."""
+def inventory_changes_apply(changes: list[LevelChange]) -> list[Handled]:
+    """Apply a batch's inventory changes at once (same outcomes as one by one, in order)."""
     results = inventory_levels_apply(changes)
     return [Handled(r.outcome, r.reason, [p.pk for p in r.products]) for r in results]
 
@@ -70,8 +70,8 @@ def _product_delete(event: WebhookEvent, payload: dict) -> Handled:
 
 
 def _inventory_update(event: WebhookEvent, payload: dict) -> Handled:
-    # The drain applies a batch's inventory together (inventory_events_apply); this is one alone.
-    return inventory_events_apply([event], [level_change(shop=event.shop, payload=payload)])[0]
+    # The drain applies a batch's inventory together (inventory_changes_apply); this is one alone.
+    return inventory_changes_apply([level_change(shop=event.shop, payload=payload)])[0]
 
 
 def _order_create(event: WebhookEvent, payload: dict) -> Handled:

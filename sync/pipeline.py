@@ -28,7 +28,7 @@ from search.indexer import products_sync_index
 
 from .claims import claim_batch, coalesce
 from .dlq import dead_letter_record, dead_letter_resolve
-from .handlers import Handled, event_apply, inventory_change, inventory_events_apply
+from .handlers import Handled, event_apply, inventory_change, inventory_changes_apply
 from .health import index_degraded, index_pause, index_paused, index_recover_if_healthy
 from .models import DeadLetter, WebhookEvent
 
@@ -167,7 +167,7 @@ def _apply_inventory(events: list[WebhookEvent], stats: DrainStats) -> list[tupl
     try:
         for attempt in range(INVENTORY_CONFLICT_RETRIES):
             try:
-                return list(zip(parsed, inventory_events_apply(parsed, changes), strict=True))
+                return list(zip(parsed, inventory_changes_apply(changes), strict=True))
             except IntegrityError:
                 # Another worker created one of these levels first; the batch rolled back whole.
                 # Read again: the level now exists and the changes are compared with it.
