@@ -12,21 +12,11 @@ from catalog.models import Product
 from catalog.normalize.fields import html_to_text
 from catalog.selectors import product_inventory_total
 
-CONTENT_FIELDS = (
-    "shop",
-    "shopify_id",
-    "handle",
-    "title",
-    "description",
-    "vendor",
-    "product_type",
-    "tags",
-    "status",
-    "price_min",
-    "price_max",
-)
-INVENTORY_FIELDS = ("inventory_total",)
-TEXT_FIELDS = ("title", "description", "vendor", "product_type", "tags")
+from .fields import TEXT_WEIGHTS, writer_fields
+
+CONTENT_FIELDS = writer_fields("shopify")
+INVENTORY_FIELDS = writer_fields("inventory")
+TEXT_FIELDS = tuple(TEXT_WEIGHTS)
 
 
 def product_doc_id(product: Product) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from ..fields import TEXT_WEIGHTS
 from .base import (
     SEARCHABLE_STATUSES,
     BaseBackend,
@@ -45,16 +46,8 @@ DOCUMENT_PAGE = 1000  # documents() reads by keyset pages: bounded memory on any
 # transaction before the operation fails (as retryable).
 BUSY_TIMEOUT_SECONDS = 5.0
 
-# bm25 weight of each FTS column, in column order. The title is what shoppers call a product, so a
-# match there counts most; tags, vendor and type are short merchant-curated labels, strong but
-# broader; the description is long prose where a word is often incidental ("fits all 16″ laptops").
-COLUMN_WEIGHTS: dict[str, float] = {
-    "title": 10.0,
-    "tags": 5.0,
-    "vendor": 4.0,
-    "product_type": 4.0,
-    "description": 1.0,
-}
+# bm25 weight of each FTS column, in column order (the shared field definition says why).
+COLUMN_WEIGHTS: dict[str, float] = dict(TEXT_WEIGHTS)
 TEXT_FIELDS = tuple(COLUMN_WEIGHTS)
 _TITLE_FIELD = TEXT_FIELDS[0]  # the strongest, and the first length in FTS5's %_docsize records
 _WEIGHTS = tuple(COLUMN_WEIGHTS.values())
