@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 SEARCHABLE_STATUSES = ("active",)
+SEARCH_MODES = ("bm25", "semantic", "hybrid")
 # One version-vector component per writer; each writer owns a disjoint group of fields and the
 # document keeps the component of the last write of each group as `vv_<writer>`.
 WRITERS = ("shopify", "inventory", "embedding", "scoring", "admin")
@@ -116,11 +117,28 @@ class BaseBackend:
         shop: str | None = None,
         statuses: tuple[str, ...] = SEARCHABLE_STATUSES,
         limit: int = 10,
+        mode: str = "bm25",
+        query_vector: list[float] | None = None,
+        semantic_weight: float = 0.5,
+        trend_boost: float = 0.0,
     ) -> list[SearchHit]:
-        """Documents matching `query`, best first (BM25 over title, description, vendor, type, tags).
+        """Documents matching `query`, best first.
 
         Only documents whose status is in `statuses` are returned (by default only active ones, so
         draft and archived products never reach shoppers), restricted to `shop` when given.
+
+        Modes (see SEARCH_MODES):
+        - `bm25`: documents matching the query's words, by BM25 over the text fields with the
+          weights of `search.fields`.
+        - `semantic`: the `limit` documents with an embedding nearest to `query_vector` (the
+          caller embeds the query), by cosine similarity; exact, not approximate, on the embedded
+          backend. Documents without an embedding are not returned.
+        - `hybrid`: the union of the BM25 matches and the nearest neighbours, ranked by
+          `(1 - semantic_weight) * bm25_n + semantic_weight * cosine_n + trend_boost * trend_score`
+          where `bm25_n` and `cosine_n` are each scaled linearly to [0, 1] over the candidates
+          (min -> 0, max -> 1; all equal -> 1; a candidate the side did not find -> 0) and a
+          missing trend score counts as 0.
+        `trend_boost` also applies, added the same way, to the bm25 and semantic scores.
         """
         raise NotImplementedError
 
