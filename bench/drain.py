@@ -366,6 +366,7 @@ def _scenario(shop: Shop, workload: Workload, batch_size: int, *, profile: bool 
         "events": len(ids),
         "seconds": seconds,
         "events_per_s": len(ids) / seconds,
+        "cpu_ms_per_1k": 1e6 * stats.cpu_seconds / len(ids),
         "product_writes": outcomes.get("applied", 0) if workload.name == "content" else None,
         "outcomes": outcomes,
         "retried": stats.retried,
@@ -403,9 +404,10 @@ def _timed_drain(batch_size: int, profiler: _Profile | None) -> tuple[DrainStats
     _analyze()
     if profiler:
         profiler.before_drain()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with profiler or contextlib.nullcontext():
         stats = drain(batch_size=batch_size)
+    stats.cpu_seconds = time.process_time() - cpu  # this process only: steadier than wall time
     return stats, time.perf_counter() - start
 
 
@@ -644,6 +646,7 @@ def _summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
             "events_per_s_rounds": [r[key]["events_per_s"] for r in rounds],
         }
     for key in SCENARIOS:
+        summary[key]["cpu_ms_per_1k_median"] = common.median(r[key]["cpu_ms_per_1k"] for r in rounds)
         summary[key]["outcomes_last_round"] = rounds[-1][key]["outcomes"]
         summary[key]["verified_every_round"] = all(r[key]["verify"]["ok"] for r in rounds)
         summary[key]["verify_last_round"] = rounds[-1][key]["verify"]
@@ -704,6 +707,10 @@ def _print_table(summary: dict) -> None:
             f"{row['ratio_to_baseline_per_row']:.2f}; one batch of {summary['config']['batch_size']} takes "
             f"{row['seconds_per_batch']:.2f} s (lease {summary['config']['lease_seconds']} s)"
         )
+    print(
+        "  drain process CPU per 1,000 events (steadier than wall time on a shared machine): "
+        + ", ".join(f"{key} {summary[key]['cpu_ms_per_1k_median']:.0f} ms" for key in SCENARIOS)
+    )
     for key in SCENARIOS:
         verify = summary[key]["verify_last_round"]
         print(

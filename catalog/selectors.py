@@ -2,48 +2,48 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db.models import Q, Sum
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 
-from .models import InventoryLevel, Product
+from .models import InventoryLevel, Product, Variant
 
 
 def product_inventory_total(product: Product) -> int | None:
     """Stock over all locations: per-location levels where we have them, else the payload totals.
 
     A variant whose item has any InventoryLevel row counts those levels (they are newer and per
-    location); otherwise its `inventory_quantity` from the product payload counts.
+    location); otherwise its `inventory_quantity` from the product payload counts. None when no
+    variant says anything about its stock.
     """
-    return products_inventory_totals([product])[product.pk]
+    return products_inventory_totals([product.pk])[product.pk]
 
 
-def products_inventory_totals(products: Iterable[Product]) -> dict[int, int | None]:
-    """`product_inventory_total` of many products with one query (variants should be prefetched)."""
-    products = list(products)
-    items_by_shop: dict[int, set[int]] = defaultdict(set)
-    for product in products:
-        for variant in product.variants.all():
-            if variant.inventory_item_id is not None:
-                items_by_shop[product.shop_id].add(variant.inventory_item_id)
-    levels: dict[tuple[int, int], int] = {}
-    if items_by_shop:
-        match = Q()
-        for shop_id, items in items_by_shop.items():
-            match |= Q(shop_id=shop_id, inventory_item_id__in=items)
-        rows = (
-            InventoryLevel.objects.filter(match)
-            .values("shop_id", "inventory_item_id")
-            .annotate(total=Sum("available"))
-        )
-        levels = {(r["shop_id"], r["inventory_item_id"]): r["total"] or 0 for r in rows}
-    totals: dict[int, int | None] = {}
-    for product in products:
-        quantities = [
-            levels.get((product.shop_id, v.inventory_item_id), v.inventory_quantity)
-            for v in product.variants.all()
-        ]
-        known = [q for q in quantities if q is not None]
-        totals[product.pk] = sum(known) if known else None
+def products_inventory_totals(product_ids: Iterable[int]) -> dict[int, int | None]:
+    """`product_inventory_total` of many products, summed by the database in one query.
+
+    The drain computes this for every product of every inventory batch: loading their variants
+    and levels as objects to add them up in Python cost more than the rest of the write.
+    """
+    product_ids = list(product_ids)
+    totals: dict[int, int | None] = dict.fromkeys(product_ids)
+    if not product_ids:
+        return totals
+    levels = InventoryLevel.objects.filter(
+        shop_id=OuterRef("shop_id"), inventory_item_id=OuterRef("inventory_item_id")
+    )
+    level_sum = levels.order_by().values("inventory_item_id").annotate(total=Sum("available")).values("total")
+    stock = Case(
+        When(Exists(levels), then=Coalesce(Subquery(level_sum), Value(0))),
+        default=F("inventory_quantity"),
+        output_field=IntegerField(),
+    )
+    rows = (
+        Variant.objects.filter(product_id__in=product_ids)
+        .values("product_id")
+        .annotate(total=Sum(stock))
+        .values_list("product_id", "total")
+    )
+    totals.update(rows)
     return totals

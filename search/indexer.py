@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import Prefetch
 from django.utils import timezone
 
-from catalog.models import Product, Variant
+from catalog.models import Product
 from catalog.selectors import products_inventory_totals
 from config.db import bulk_set
 
@@ -56,11 +55,11 @@ def products_sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
         return {}
     with transaction.atomic():
         products = _locked_products(sorted(set(product_ids)))
-        totals = products_inventory_totals(products)
+        totals = products_inventory_totals([p.pk for p in products if _pending(p, "inventory")])
         planned = [
             (product, write)
             for product in products
-            for write in pending_writes(product, inventory_total=totals[product.pk])
+            for write in pending_writes(product, inventory_total=totals.get(product.pk))
         ]
         results = get_backend().write([write for _, write in planned]) if planned else []
         return _record(planned, results)
@@ -68,17 +67,13 @@ def products_sync_index(product_ids: list[int]) -> dict[int, WriteResult]:
 
 def _locked_products(pks: list[int]) -> list[Product]:
     """Lock the products (only their rows: `of=self`, never the shop's), loading whole rows only
-    where a content write is pending; inventory writes need just the vectors and the variants'
-    stock fields, and most writes are inventory writes."""
-    stock = Prefetch(
-        "variants", queryset=Variant.objects.only("product_id", "inventory_item_id", "inventory_quantity")
-    )
+    where a content write is pending; inventory writes need just the vectors (the database sums
+    the stock), and most writes are inventory writes."""
     light = list(
         Product.objects.select_for_update(of=("self",))
         .filter(pk__in=pks)
         .only("pk", "shop_id", "version_vector", "index_vector", "deleted_at")
         .order_by("pk")
-        .prefetch_related(stock)
     )
     content = [p.pk for p in light if p.deleted_at is None and _pending(p, "shopify")]
     if not content:

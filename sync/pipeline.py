@@ -55,6 +55,7 @@ class DrainStats:
     retried: int = 0
     paused: bool = False
     paused_until: datetime | None = None
+    cpu_seconds: float = 0.0  # set by whoever times the drain (the benchmark)
 
     @property
     def processed(self) -> int:
