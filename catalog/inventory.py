@@ -22,6 +22,15 @@ from .services import APPLIED, NOOP, STALE, ApplyResult
 from .versioning import version_bump
 
 
+@dataclass(slots=True)
+class _Level:
+    """A stored level as the batch sees it (pk None: created by this batch)."""
+
+    pk: int | None
+    available: int | None
+    shopify_updated_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class LevelChange:
     shop_id: int
@@ -51,10 +60,19 @@ def inventory_levels_apply(changes: list[LevelChange]) -> list[ApplyResult]:
     `inventory` version bumped (their index write is then pending)."""
     with transaction.atomic():
         levels = _locked_levels(changes)
-        created: dict[tuple, InventoryLevel] = {}
-        changed: dict[tuple, InventoryLevel] = {}
+        created: dict[tuple, _Level] = {}
+        changed: dict[tuple, _Level] = {}
         results = [_apply_one(change, levels, created, changed) for change in changes]
-        InventoryLevel.objects.bulk_create(created.values())
+        InventoryLevel.objects.bulk_create(
+            InventoryLevel(
+                shop_id=shop_id,
+                inventory_item_id=item_id,
+                location_id=location_id,
+                available=level.available,
+                shopify_updated_at=level.shopify_updated_at,
+            )
+            for (shop_id, item_id, location_id), level in created.items()
+        )
         bulk_set(
             InventoryLevel,
             ["available", "shopify_updated_at"],
@@ -79,27 +97,30 @@ def inventory_levels_apply(changes: list[LevelChange]) -> list[ApplyResult]:
     return results
 
 
-def _locked_levels(changes: list[LevelChange]) -> dict[tuple, InventoryLevel]:
+def _locked_levels(changes: list[LevelChange]) -> dict[tuple, _Level]:
+    """The stored levels of these changes, locked. Read as tuples, not through the ORM's model
+    construction: a batch reads hundreds of levels, and only a few fields of each matter."""
     keys = {change.key for change in changes}
-    rows = InventoryLevel.objects.select_for_update().filter(
-        shop_id__in={k[0] for k in keys},
-        inventory_item_id__in={k[1] for k in keys},
-        location_id__in={k[2] for k in keys},
+    rows = (
+        InventoryLevel.objects.select_for_update()
+        .filter(
+            shop_id__in={k[0] for k in keys},
+            inventory_item_id__in={k[1] for k in keys},
+            location_id__in={k[2] for k in keys},
+        )
+        .values_list("pk", "shop_id", "inventory_item_id", "location_id", "available", "shopify_updated_at")
     )
-    return {(r.shop_id, r.inventory_item_id, r.location_id): r for r in rows}
+    return {
+        (shop_id, item_id, location_id): _Level(pk, available, updated_at)
+        for pk, shop_id, item_id, location_id, available, updated_at in rows
+        if (shop_id, item_id, location_id) in keys
+    }
 
 
 def _apply_one(change: LevelChange, levels: dict, created: dict, changed: dict) -> ApplyResult:
     level = levels.get(change.key)
     if level is None:
-        level = InventoryLevel(
-            shop_id=change.shop_id,
-            inventory_item_id=change.item_id,
-            location_id=change.location_id,
-            available=change.available,
-            shopify_updated_at=change.updated_at,
-        )
-        levels[change.key] = created[change.key] = level
+        levels[change.key] = created[change.key] = _Level(None, change.available, change.updated_at)
         return ApplyResult(APPLIED, inventory_changed=True)
     stored = level.shopify_updated_at
     if stored and change.updated_at and change.updated_at < stored:
