@@ -26,7 +26,7 @@ from . import selection, yql
 
 DOCV1 = re.compile(r"^/document/v1/(?P<ns>[^/]+)/(?P<type>[^/]+)/docid(?:/(?P<rest>.*))?$")
 JSON_HEADERS = [(b"content-type", b"application/json; charset=UTF-8")]
-PROFILES = ("bm25", "semantic", "hybrid")
+PROFILES = ("bm25", "semantic", "hybrid", "default", "unranked")  # the last two are built in
 MESSAGES = {
     429: "Rejecting execution due to overload: 256 requests already enqueued",
     503: "Could not produce a response at this time",
@@ -476,6 +476,8 @@ class FakeVespa:
         if profile == "bm25":
             text = yql.bm25_scores(docs, matched, terms, TEXT_WEIGHTS)
             return {d: text[d] + boost * trend[d] for d in matched}
+        if profile in ("default", "unranked"):
+            return dict.fromkeys(matched, 0.0)
         if profile == "semantic":
             return {d: cosines.get(d, -1.0) + boost * trend[d] for d in matched}
         weight = float(inputs.get("semantic_weight", 0.5))
