@@ -6,14 +6,6 @@ import pytest
 
 from search.backends.vespa import VespaBackend
 from tests.search.contract import BackendContract
-from tests.search.fake_vespa import FakeVespaServer
-
-
-@pytest.fixture(scope="session")
-def fake_vespa():
-    server = FakeVespaServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

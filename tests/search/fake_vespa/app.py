@@ -194,10 +194,10 @@ class FakeVespa:
                  "params": params, "operation": operation, "id": doc_id}
         if self.knobs.log_bodies:
             entry["body"] = body
-        if rule is not None and rule.latency_ms:
-            await asyncio.sleep(rule.latency_ms / 1000)
-        self.inflight += 1
+        self.inflight += 1  # the latency below is time the operation is in flight
         try:
+            if rule is not None and rule.latency_ms:
+                await asyncio.sleep(rule.latency_ms / 1000)
             if self.knobs.max_inflight is not None and self.inflight > self.knobs.max_inflight and operation in (
                 "put", "update", "remove"
             ):
