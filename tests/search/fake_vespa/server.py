@@ -1,7 +1,7 @@
 """Serve the stand-in with Hypercorn on loopback: HTTP/1.1 and h2c (prior knowledge) on one port.
 
 In a background thread of the test process (`FakeVespaServer().start()`), or as its own process
-for benchmarks: `python -m tests.search.fake_vespa.server --port N`.
+for benchmarks: `python -m tests.search.fake_vespa --port N`.
 """
 
 from __future__ import annotations
