@@ -92,7 +92,7 @@ class VespaBackend(BaseBackend):
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
-            return future.result(timeout + 5.0)
+            return future.result(timeout + 5.0)  # the client's timeouts end it first
         except TimeoutError as exc:
             future.cancel()
             raise IndexError_(f"vespa: no answer within {timeout:.0f}s", retryable=True) from exc
@@ -129,7 +129,8 @@ class VespaBackend(BaseBackend):
     def write(self, writes: list[IndexWrite]) -> list[WriteResult]:
         if not writes:
             return []
-        return self._run(self._write_all(writes), timeout=self.deadline)
+        # Our deadline stops retries; a request already sent gets its REQUEST_TIMEOUT.
+        return self._run(self._write_all(writes), timeout=self.deadline + self.request_timeout)
 
     async def _write_all(self, writes: list[IndexWrite]) -> list[WriteResult]:
         client = await self._session()
@@ -198,13 +199,14 @@ class VespaBackend(BaseBackend):
         if remaining <= 0:
             call.close()
             return 0, "the call's deadline passed before the request was sent"
+        # A request in flight is never cancelled from here: the client's own timeout ends it.
+        # (Abandoning HTTP/2 streams mid-answer can leave their unread data holding the
+        # connection's flow-control window, until no answer gets through at all.)
         try:
             async with feed.slots:
-                response = await asyncio.wait_for(call, min(remaining, self.request_timeout))
-        except TimeoutError:
-            return 0, f"no answer within {self.request_timeout:.1f}s (the write may have been applied)"
-        except Exception as exc:  # httpr raises its own transport errors
-            return 0, f"{type(exc).__name__}: {exc}"
+                response = await call
+        except Exception as exc:  # httpr raises its own transport errors, timeouts included
+            return 0, f"{type(exc).__name__}: {exc} (a write may have been applied)"
         body = response.json if isinstance(response.json, dict) else {}
         return response.status_code, str(body.get("message", ""))[:500]
 
@@ -218,10 +220,9 @@ class VespaBackend(BaseBackend):
         call = client.get_data(
             DOCUMENT_TYPE, write.doc_id, namespace=self.namespace, fieldSet=f"{DOCUMENT_TYPE}:{vv}"
         )
-        remaining = feed.remaining()
         try:
             async with feed.slots:
-                response = await asyncio.wait_for(call, max(0.001, min(remaining, self.request_timeout)))
+                response = await call
         except Exception:
             return None
         if response.status_code == 404:
@@ -261,17 +262,13 @@ class VespaBackend(BaseBackend):
     # --- reads -----------------------------------------------------------------------------------
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
-        status, body = self._run(self._get(doc_id), timeout=self.request_timeout)
+        call = self._call("get_data", doc_id)
+        status, body = self._run(self._single_async(call), timeout=2 * self.request_timeout)
         if status == 404:
             return None
         if status != 200:
             raise _error("get", status, body)
         return _from_vespa(doc_id, body.get("fields") or {})
-
-    async def _get(self, doc_id: str) -> tuple[int, dict[str, Any]]:
-        client = await self._session()
-        response = await client.get_data(DOCUMENT_TYPE, doc_id, namespace=self.namespace)
-        return response.status_code, response.json if isinstance(response.json, dict) else {}
 
     def documents(self, *, shop: str) -> Iterator[dict[str, Any]]:
         params = {
@@ -348,7 +345,7 @@ class VespaBackend(BaseBackend):
         # An update without create of a document that never exists: a no-op Vespa still routes
         # like a write, so a feed block (507) or overload shows here.
         call = self._call("update_data", PING_ID, fields={version_field("admin"): {"assign": 0}}, auto_assign=False)
-        status, body = self._run(self._single_async(call), timeout=self.request_timeout)
+        status, body = self._run(self._single_async(call), timeout=2 * self.request_timeout)
         if status != 200:
             error = _error("ping", status, body)
             raise IndexError_(str(error), retryable=True, blocked=status == 507)
@@ -363,15 +360,22 @@ class VespaBackend(BaseBackend):
         return call
 
     async def _single_async(self, call) -> tuple[int, dict[str, Any]]:
-        try:
-            response = await asyncio.wait_for(call(), self.request_timeout)
-        except Exception as exc:
-            return 0, {"message": f"{type(exc).__name__}: {exc}"}
-        return response.status_code, response.json if isinstance(response.json, dict) else {}
+        for attempt in range(2):
+            try:
+                response = await call()
+            except Exception as exc:
+                # Once more on a connection error: after a GOAWAY (Vespa Cloud recycles
+                # connections) httpr's first request times out and the next reconnects.
+                if attempt == 0:
+                    continue
+                return 0, {"message": f"{type(exc).__name__}: {exc}"}
+            body = response.json() if callable(response.json) else response.json  # httpr's or pyvespa's
+            return response.status_code, body if isinstance(body, dict) else {}
+        raise AssertionError("unreachable")
 
     def _single(self, action: str, call) -> int:
         """One document operation outside the pipeline: 200 or 412, else IndexError_."""
-        status, body = self._run(self._single_async(call), timeout=self.request_timeout)
+        status, body = self._run(self._single_async(call), timeout=2 * self.request_timeout)
         if status not in (200, 412):
             raise _error(action, status, body)
         return status
@@ -382,26 +386,20 @@ class VespaBackend(BaseBackend):
     def _raw(self, method: str, url: str, params: dict[str, str]) -> dict[str, Any]:
         async def call() -> tuple[int, dict[str, Any]]:
             client = await self._session()
-            response = await client.httpr_client.request(method, url, params=params)
-            return response.status_code, response.json()
+            return await client.httpr_client.request(method, url, params=params)
 
-        status, body = self._run(self._single_async_raw(call), timeout=self.request_timeout)
+        status, body = self._run(self._single_async(call), timeout=2 * self.request_timeout)
         if status != 200:
             raise _error(method.lower(), status, body)
         return body
 
-    async def _single_async_raw(self, call) -> tuple[int, dict[str, Any]]:
-        try:
-            return await asyncio.wait_for(call(), self.request_timeout)
-        except Exception as exc:
-            return 0, {"message": f"{type(exc).__name__}: {exc}"}
 
     def _query(self, body: dict[str, Any]) -> dict[str, Any]:
         async def call():
             client = await self._session()
             return await client.query(body=body, retry_policy=NO_RETRY)
 
-        status, response = self._run(self._single_async(call), timeout=self.request_timeout)
+        status, response = self._run(self._single_async(call), timeout=2 * self.request_timeout)
         if status != 200:
             errors = (response.get("root") or {}).get("errors") or [response]
             raise _error("search", status, {"message": "; ".join(str(e.get("message", e)) for e in errors)})
