@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from array import array
 import gzip
 import heapq
 import math
 import random
 import re
-import struct
 import threading
 import time
 from collections import deque
@@ -247,6 +247,13 @@ class FakeVespa:
             return 200, {}, []
         if path == "/_fake/log" and method == "GET":
             return 200, [{k: v for k, v in e.items() if k != "body"} for e in self.requests()], []
+        if path == "/_fake/stats" and method == "GET":
+            with self.lock:
+                statuses: dict[str, int] = {}
+                for entry in self.log:
+                    key = f"{entry['operation']} {entry['status']}"
+                    statuses[key] = statuses.get(key, 0) + 1
+                return 200, {"documents": len(self.docs), "requests": statuses}, []
         if path == "/_fake/docs" and method == "GET":
             return 200, self.user_docs(), []
         return 404, {"message": f"Nothing at '{path}'"}, []
@@ -509,9 +516,6 @@ def _inputs(request: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _f32(value: float) -> float:
-    return struct.unpack("f", struct.pack("f", value))[0]
-
 
 def _coerce(name: str, kind: Kind, value: Any) -> Any:
     """A field value as the schema stores it; a value of the wrong type is a 400."""
@@ -536,7 +540,7 @@ def _coerce(name: str, kind: Kind, value: Any) -> Any:
             and len(cells) == EMBEDDING_DIMENSIONS
             and all(isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) for c in cells)
         ):
-            return [_f32(c) for c in cells]
+            return array("f", cells).tolist()  # stored as float32, as the schema says
     raise HTTPError(400, f"Invalid value for field '{name}' of type {kind.value}: {str(value)[:80]}")
 
 
