@@ -146,8 +146,10 @@ class StandIn:
         raise SystemExit("the stand-in did not start")
 
     def call(self, method: str, path: str) -> dict:
-        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+        request = urllib.request.Request(
+            self.url + path, method=method, data=b"" if method == "POST" else None
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def cpu_seconds(self) -> float:
@@ -287,7 +289,10 @@ def main() -> None:
     ours = statistics.median(r["docs_per_s"] for r in rows["ours"])
     cli = statistics.median(r["docs_per_s"] for r in rows["vespa feed"])
     busy = {name: statistics.median(r["server_cpu"] / r["wall"] for r in rs) for name, rs in rows.items()}
-    print(f"\nmedian of {args.rounds}: ours {ours:.0f} docs/s, vespa feed {cli:.0f} docs/s, ratio {ours / cli:.2f}")
+    print(
+        f"\nmedian of {args.rounds}: ours {ours:.0f} docs/s, vespa feed {cli:.0f} docs/s, "
+        f"ratio {ours / cli:.2f}"
+    )
     print(f"stand-in busy (CPU time / wall): ours {busy['ours']:.0%}, vespa feed {busy['vespa feed']:.0%}")
     if rows["ours"][0]["profile"]:
         print("\nour client's loop thread, round 1 (cProfile, by own time):\n" + rows["ours"][0]["profile"])
@@ -300,7 +305,9 @@ def main() -> None:
         "median_docs_per_s": {"ours": ours, "vespa feed": cli},
         "ratio": ours / cli,
         "stand_in_busy": busy,
-        "rounds": {name: [{k: v for k, v in r.items() if k != "profile"} for r in rs] for name, rs in rows.items()},
+        "rounds": {
+            name: [{k: v for k, v in r.items() if k != "profile"} for r in rs] for name, rs in rows.items()
+        },
     }
     (RESULTS / "vespa_feed.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"written to {RESULTS / 'vespa_feed.json'}")

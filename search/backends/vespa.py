@@ -165,7 +165,7 @@ class VespaBackend(BaseBackend):
                     feed.blocked = error
                 return WriteResult(write, outcome, error)
             attempt += 1
-            wait = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))  # noqa: S311
+            wait = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
             if feed.remaining() <= wait:
                 error = f"vespa: still {status or 'unreachable'} at the deadline: {message}"
                 return WriteResult(write, WriteOutcome.RETRYABLE, error)
@@ -286,7 +286,9 @@ class VespaBackend(BaseBackend):
 
     def count(self, *, shop: str | None = None) -> int:
         where = "true" if shop is None else f"shop contains {_quote(shop)}"
-        body = self._query({"yql": f"select * from {DOCUMENT_TYPE} where {where}", "hits": 0, "ranking": "unranked"})
+        body = self._query(
+            {"yql": f"select * from {DOCUMENT_TYPE} where {where}", "hits": 0, "ranking": "unranked"}  # noqa: S608 (YQL, values quoted)
+        )
         return int(body["root"].get("fields", {}).get("totalCount", 0))
 
     def search(
@@ -307,7 +309,11 @@ class VespaBackend(BaseBackend):
         if shop is not None:
             filters.append(f"shop contains {_quote(shop)}")
         nearest = f"({{targetHits:{max(limit, NEAREST_NEIGHBOURS)}}}nearestNeighbor(embedding, q))"
-        body: dict[str, Any] = {"hits": limit, "ranking.profile": mode, "input.query(trend_boost)": trend_boost}
+        body: dict[str, Any] = {
+            "hits": limit,
+            "ranking.profile": mode,
+            "input.query(trend_boost)": trend_boost,
+        }
         if mode == "bm25":
             if not query.split():
                 return []
@@ -325,7 +331,8 @@ class VespaBackend(BaseBackend):
                     matching = f"(userQuery() or {nearest})"
         else:
             raise IndexError_(f"unknown search mode {mode!r}", retryable=False)
-        body["yql"] = f"select * from {DOCUMENT_TYPE} where {' and '.join([matching, *filters])}"
+        # YQL, not SQL: every value in it is quoted by _quote; the user's text goes in `query`.
+        body["yql"] = f"select * from {DOCUMENT_TYPE} where {' and '.join([matching, *filters])}"  # noqa: S608
         # All words first, as the embedded backend does; any word when that finds nothing.
         for model_type in ("all", "any") if mode == "bm25" else ("all",):
             root = self._query({**body, "model.type": model_type})["root"]
@@ -344,7 +351,9 @@ class VespaBackend(BaseBackend):
     def ping(self) -> None:
         # An update without create of a document that never exists: a no-op Vespa still routes
         # like a write, so a feed block (507) or overload shows here.
-        call = self._call("update_data", PING_ID, fields={version_field("admin"): {"assign": 0}}, auto_assign=False)
+        call = self._call(
+            "update_data", PING_ID, fields={version_field("admin"): {"assign": 0}}, auto_assign=False
+        )
         status, body = self._run(self._single_async(call), timeout=2 * self.request_timeout)
         if status != 200:
             error = _error("ping", status, body)
@@ -392,7 +401,6 @@ class VespaBackend(BaseBackend):
         if status != 200:
             raise _error(method.lower(), status, body)
         return body
-
 
     def _query(self, body: dict[str, Any]) -> dict[str, Any]:
         async def call():

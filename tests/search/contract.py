@@ -104,14 +104,19 @@ class BackendContract:
 
     def test_documents_count_and_clear_per_shop(self, backend):
         writes = [
-            IndexWrite(str(n), "shopify", 1, {"shop": shop, "title": f"Wax {n}", "status": "active"}, create=True)
+            IndexWrite(
+                str(n), "shopify", 1, {"shop": shop, "title": f"Wax {n}", "status": "active"}, create=True
+            )
             for n, shop in enumerate(["a.myshopify.com"] * 3 + ["b.myshopify.com"] * 2)
         ]
         assert {r.outcome for r in backend.write(writes)} == {WriteOutcome.APPLIED}
         assert sorted(d["id"] for d in backend.documents(shop="a.myshopify.com")) == ["0", "1", "2"]
         assert [d["title"] for d in backend.documents(shop="b.myshopify.com") if d["id"] == "4"] == ["Wax 4"]
         assert (backend.count(), backend.count(shop="b.myshopify.com")) == (5, 2)
-        assert [h.id for h in backend.search("wax", shop="b.myshopify.com", limit=5)] in (["3", "4"], ["4", "3"])
+        assert [h.id for h in backend.search("wax", shop="b.myshopify.com", limit=5)] in (
+            ["3", "4"],
+            ["4", "3"],
+        )
         backend.clear()
         assert backend.count() == 0 and list(backend.documents(shop="a.myshopify.com")) == []
 

@@ -692,7 +692,9 @@ class VespaFaults:
         if error.startswith(("429", "503")):
             self.app.add_faults(Rule(status=int(error[:3]), count=None))
         elif error.startswith("timed out"):
-            self.app.add_faults(*(Rule(apply_then_fail=504, operation=op, count=None) for op in ("update", "remove")))
+            self.app.add_faults(
+                *(Rule(apply_then_fail=504, operation=op, count=None) for op in ("update", "remove"))
+            )
         else:
             self.app.knobs.feed_block = True
 
@@ -751,6 +753,8 @@ def vespa_crash_switch(vespa_faults, monkeypatch) -> CrashSwitch:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(scenario=scenarios())
-def test_any_delivery_stream_converges_on_vespa(scenario, client, vespa_index, vespa_faults, vespa_crash_switch):
+def test_any_delivery_stream_converges_on_vespa(
+    scenario, client, vespa_index, vespa_faults, vespa_crash_switch
+):
     _reset(vespa_index, vespa_faults)
     _run(scenario, client, vespa_index, vespa_faults, vespa_crash_switch)

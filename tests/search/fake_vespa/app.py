@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from array import array
 import gzip
 import heapq
 import math
@@ -11,6 +10,7 @@ import random
 import re
 import threading
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,7 +154,10 @@ class FakeVespa:
         if body and headers.get(b"content-encoding") == b"gzip":
             body = gzip.decompress(body)
         status, payload, extra_headers = await self.handle(
-            scope["method"], scope["raw_path"].decode("latin-1"), scope["query_string"].decode(), body,
+            scope["method"],
+            scope["raw_path"].decode("latin-1"),
+            scope["query_string"].decode(),
+            body,
             scope.get("http_version", "1.1"),
         )
         data = orjson.dumps(payload)
@@ -190,28 +193,43 @@ class FakeVespa:
             self.seq += 1
             seq = self.seq
             rule = self._fire(method, operation, doc_id)
-        entry = {"seq": seq, "http_version": http_version, "method": method, "path": path,
-                 "params": params, "operation": operation, "id": doc_id}
+        entry = {
+            "seq": seq,
+            "http_version": http_version,
+            "method": method,
+            "path": path,
+            "params": params,
+            "operation": operation,
+            "id": doc_id,
+        }
         if self.knobs.log_bodies:
             entry["body"] = body
         self.inflight += 1  # the latency below is time the operation is in flight
         try:
             if rule is not None and rule.latency_ms:
                 await asyncio.sleep(rule.latency_ms / 1000)
-            if self.knobs.max_inflight is not None and self.inflight > self.knobs.max_inflight and operation in (
-                "put", "update", "remove"
+            if (
+                self.knobs.max_inflight is not None
+                and self.inflight > self.knobs.max_inflight
+                and operation in ("put", "update", "remove")
             ):
                 decision = Decision(429, {"pathId": path, "message": MESSAGES[429]})
             elif rule is not None and rule.status:
-                decision = Decision(rule.status, {"pathId": path, "message": MESSAGES.get(rule.status, "fault")})
+                decision = Decision(
+                    rule.status, {"pathId": path, "message": MESSAGES.get(rule.status, "fault")}
+                )
             else:
-                decision = self._decide(method, operation, path, m if operation != "search" else None,
-                                        doc_id, params, body)
+                decision = self._decide(
+                    method, operation, path, m if operation != "search" else None, doc_id, params, body
+                )
                 if rule is not None and rule.apply_then_fail:
                     note = f"applied, then answered {rule.apply_then_fail}"
-                    decision = Decision(rule.apply_then_fail, {"pathId": path,
-                                        "message": MESSAGES.get(rule.apply_then_fail, "")},
-                                        decision.applied, note)
+                    decision = Decision(
+                        rule.apply_then_fail,
+                        {"pathId": path, "message": MESSAGES.get(rule.apply_then_fail, "")},
+                        decision.applied,
+                        note,
+                    )
         finally:
             self.inflight -= 1
         entry.update(status=decision.status, applied=decision.applied, note=decision.note)
@@ -349,7 +367,7 @@ class FakeVespa:
                 continue
             if not isinstance(value, dict) or len(value) != 1:
                 raise HTTPError(400, f"Expected start of JSON object, got VALUE for update of '{name}'")
-            (op, arg), = value.items()
+            ((op, arg),) = value.items()
             if op == "assign":
                 coerced = _coerce(name, kind, arg)
                 if coerced is None:
@@ -359,8 +377,11 @@ class FakeVespa:
             elif op in ("increment", "decrement", "multiply", "divide") and kind in (Kind.LONG, Kind.DOUBLE):
                 if name in current:  # no value: a no-op (real Vespa's behaviour is unverified)
                     number = _coerce(name, kind, arg)
-                    result = {"increment": current[name] + number, "decrement": current[name] - number,
-                              "multiply": current[name] * number}.get(op)
+                    result = {
+                        "increment": current[name] + number,
+                        "decrement": current[name] - number,
+                        "multiply": current[name] * number,
+                    }.get(op)
                     if op == "divide":
                         result = current[name] / number
                     current[name] = int(result) if kind == Kind.LONG else float(result)
@@ -424,7 +445,9 @@ class FakeVespa:
         if isinstance(profile, dict):
             profile = profile.get("profile", "default")
         if profile not in PROFILES:
-            raise HTTPError(400, f"Requested rank profile '{profile}' is undefined for document type 'product'")
+            raise HTTPError(
+                400, f"Requested rank profile '{profile}' is undefined for document type 'product'"
+            )
         try:
             parsed = yql.parse(text, self.doctype)
         except yql.QueryError as exc:
@@ -436,15 +459,21 @@ class FakeVespa:
         offset = int(request.get("offset", parsed.offset or 0))
         with self.lock:
             docs = {full_id: dict(doc) for full_id, doc in self.docs.items()}
-        ctx = yql.Context(terms, model_type, tuple(TEXT_WEIGHTS), [None] * len(parsed.nn),
-                          [nn[0] for nn in parsed.nn])
+        ctx = yql.Context(
+            terms, model_type, tuple(TEXT_WEIGHTS), [None] * len(parsed.nn), [nn[0] for nn in parsed.nn]
+        )
         cosines: dict[str, float] = {}
         for i, (tensor_field, name, target) in enumerate(parsed.nn):
             vector = inputs.get(name)
             if vector is None or len(vector) != EMBEDDING_DIMENSIONS:
-                raise HTTPError(400, f"Expected 'query({name})' to be a tensor<float>(x[{EMBEDDING_DIMENSIONS}])")
-            eligible = [d for d, doc in docs.items() if yql.evaluate(parsed.where, d, doc, ctx)
-                        and doc.get(tensor_field) is not None]
+                raise HTTPError(
+                    400, f"Expected 'query({name})' to be a tensor<float>(x[{EMBEDDING_DIMENSIONS}])"
+                )
+            eligible = [
+                d
+                for d, doc in docs.items()
+                if yql.evaluate(parsed.where, d, doc, ctx) and doc.get(tensor_field) is not None
+            ]
             scored = {d: yql.cosine(docs[d][tensor_field], vector) for d in eligible}
             ctx.nn_sets[i] = set(heapq.nlargest(target, scored, key=lambda d: (scored[d], d)))
             cosines.update({d: scored[d] for d in ctx.nn_sets[i]})
@@ -459,7 +488,11 @@ class FakeVespa:
                 "fields": {
                     "sddocname": self.doctype,
                     "documentid": d,
-                    **{k: _render(v, self.kinds[k]) for k, v in docs[d].items() if self.kinds[k] != Kind.VECTOR},
+                    **{
+                        k: _render(v, self.kinds[k])
+                        for k, v in docs[d].items()
+                        if self.kinds[k] != Kind.VECTOR
+                    },
                 },
             }
             for d in ordered
@@ -468,8 +501,14 @@ class FakeVespa:
             "id": "toplevel",
             "relevance": 1.0,
             "fields": {"totalCount": len(matched)},
-            "coverage": {"coverage": 100, "documents": len(docs), "full": True, "nodes": 1, "results": 1,
-                         "resultsFull": 1},
+            "coverage": {
+                "coverage": 100,
+                "documents": len(docs),
+                "full": True,
+                "nodes": 1,
+                "results": 1,
+                "resultsFull": 1,
+            },
         }
         if children:
             root["children"] = children
@@ -478,8 +517,11 @@ class FakeVespa:
     def _rank(self, profile, docs, matched, terms, cosines, inputs, ctx) -> dict[str, float]:
         boost = float(inputs.get("trend_boost", 0.0))
         trend = {d: float(docs[d].get("trend_score") or 0.0) for d in matched}
-        text_matched = [d for d in matched if terms and any(
-            t in yql._text_tokens(docs[d], ctx.text_fields) for t in terms)]
+        text_matched = [
+            d
+            for d in matched
+            if terms and any(t in yql._text_tokens(docs[d], ctx.text_fields) for t in terms)
+        ]
         if profile == "bm25":
             text = yql.bm25_scores(docs, matched, terms, TEXT_WEIGHTS)
             return {d: text[d] + boost * trend[d] for d in matched}
@@ -516,14 +558,18 @@ def _inputs(request: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-
 def _coerce(name: str, kind: Kind, value: Any) -> Any:
     """A field value as the schema stores it; a value of the wrong type is a 400."""
     if value is None:
         return None
     if kind == Kind.STRING and isinstance(value, str):
         return value
-    if kind == Kind.LONG and isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
+    if (
+        kind == Kind.LONG
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and -(2**63) <= value < 2**63
+    ):
         return value
     if kind == Kind.DOUBLE and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -538,7 +584,9 @@ def _coerce(name: str, kind: Kind, value: Any) -> Any:
         if (
             isinstance(cells, list)
             and len(cells) == EMBEDDING_DIMENSIONS
-            and all(isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) for c in cells)
+            and all(
+                isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) for c in cells
+            )
         ):
             return array("f", cells).tolist()  # stored as float32, as the schema says
     raise HTTPError(400, f"Invalid value for field '{name}' of type {kind.value}: {str(value)[:80]}")

@@ -155,9 +155,7 @@ def _compare(op: str, a, b):
     if op in ("==", "!="):
         if a is None or b is None:
             equal = a is None and b is None
-        elif isinstance(a, int | float) and isinstance(b, int | float):
-            equal = a == b
-        elif type(a) is type(b):
+        elif (isinstance(a, int | float) and isinstance(b, int | float)) or type(a) is type(b):
             equal = a == b
         else:
             return INVALID

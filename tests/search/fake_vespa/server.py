@@ -58,7 +58,9 @@ class FakeVespaServer:
             asyncio.set_event_loop(self._loop)
             self._stop = asyncio.Event()
             ready.set()
-            self._loop.run_until_complete(serve(self.app, _config(self.port), shutdown_trigger=self._stop.wait))
+            self._loop.run_until_complete(
+                serve(self.app, _config(self.port), shutdown_trigger=self._stop.wait)
+            )
             self._loop.close()
 
         self._thread = threading.Thread(target=run, name="fake-vespa", daemon=True)

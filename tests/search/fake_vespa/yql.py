@@ -59,7 +59,19 @@ def _tokens(yql: str) -> list[tuple[str, Any]]:
     return out
 
 
-_KEYWORDS = {"select", "from", "where", "and", "or", "contains", "limit", "offset", "sources", "true", "false"}
+_KEYWORDS = {
+    "select",
+    "from",
+    "where",
+    "and",
+    "or",
+    "contains",
+    "limit",
+    "offset",
+    "sources",
+    "true",
+    "false",
+}
 
 
 @dataclass
@@ -94,7 +106,7 @@ class _Parser:
             self.take()
             self.take()  # * or a source name
         else:
-            kind, name = self.take()
+            _, name = self.take()
             if name != self.doctype:
                 raise QueryError(f"Could not resolve source ref '{name}'")
         self.take(("kw", "where"))
@@ -187,7 +199,9 @@ class Context:
     terms: list[str]
     model_type: str
     text_fields: tuple[str, ...]
-    nn_sets: list[set[str] | None]  # per nearestNeighbor clause: the ids it matched (None: any with the field)
+    nn_sets: list[
+        set[str] | None
+    ]  # per nearestNeighbor clause: the ids it matched (None: any with the field)
     nn_fields: list[str]
 
 
