@@ -161,8 +161,14 @@ class StandIn:
         self.process.wait(10)
 
 
-def run_ours(stand_in: StandIn, writes: list[IndexWrite], concurrency: int, profile: bool) -> dict:
-    backend = VespaBackend("bench", {"URL": stand_in.url, "CONCURRENCY": concurrency, "DEADLINE": 900})
+def run_ours(stand_in: StandIn, writes: list[IndexWrite], args: argparse.Namespace, profile: bool) -> dict:
+    params = {
+        "URL": stand_in.url,
+        "CONCURRENCY": args.concurrency,
+        "DEADLINE": 900,
+        "COMPRESS": args.compress,
+    }
+    backend = VespaBackend("bench", params)
     backend.get("warm-up")  # the loop thread and the HTTP/2 connection, outside the timing
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
@@ -248,12 +254,14 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--compress", default="auto", help="our backend's COMPRESS (vespa feed: auto)")
     parser.add_argument("--profile", action="store_true", help="cProfile our client's loop thread")
     args = parser.parse_args()
 
     vespa = vespa_cli()
     writes = catalog_writes(args.docs)
     print(f"{args.docs} documents ({len(writes)} operations: content + embedding each), from {CATALOG}")
+    print(f"our backend: CONCURRENCY {args.concurrency}, COMPRESS {args.compress}; vespa feed: its defaults")
     print("embeddings: deterministic pseudo-random unit vectors (no embedding model on this branch)")
     stand_in = StandIn()
     rows: dict[str, list[dict]] = {"ours": [], "vespa feed": []}
@@ -267,7 +275,7 @@ def main() -> None:
                 for name in order:
                     stand_in.call("POST", "/_fake/reset")
                     if name == "ours":
-                        row = run_ours(stand_in, writes, args.concurrency, args.profile and n == 0)
+                        row = run_ours(stand_in, writes, args, args.profile and n == 0)
                     else:
                         row = run_vespa_feed(stand_in, vespa, jsonl, len(writes))
                     stored = stand_in.call("GET", "/_fake/stats")
@@ -301,6 +309,7 @@ def main() -> None:
         "docs": args.docs,
         "operations": len(writes),
         "concurrency": args.concurrency,
+        "compress": args.compress,
         "embeddings": "pseudo-random unit vectors",
         "median_docs_per_s": {"ours": ours, "vespa feed": cli},
         "ratio": ours / cli,

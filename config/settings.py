@@ -130,6 +130,7 @@ if VESPA_URL:
         "CONCURRENCY": env.int("VESPA_CONCURRENCY", default=64),
         "DEADLINE": env.float("VESPA_DEADLINE_SECONDS", default=60.0),
         "REQUEST_TIMEOUT": env.float("VESPA_REQUEST_TIMEOUT_SECONDS", default=10.0),
+        "COMPRESS": env("VESPA_COMPRESS", default="auto"),
         "CERT": env("VESPA_CERT_PATH", default=""),
         "KEY": env("VESPA_KEY_PATH", default=""),
         "TOKEN": env("VESPA_TOKEN", default=""),

@@ -57,8 +57,8 @@ _SUMMARY_ONLY = ("sddocname", "documentid", "matchfeatures", "summaryfeatures")
 
 
 class VespaBackend(BaseBackend):
-    """Params: URL (required), NAMESPACE, CONCURRENCY, DEADLINE, REQUEST_TIMEOUT, and for
-    authenticated endpoints CERT + KEY (mTLS file paths) or TOKEN (from the environment)."""
+    """Params: URL (required), NAMESPACE, CONCURRENCY, DEADLINE, REQUEST_TIMEOUT, COMPRESS, and
+    for authenticated endpoints CERT + KEY (mTLS file paths) or TOKEN (from the environment)."""
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -71,6 +71,12 @@ class VespaBackend(BaseBackend):
         self.concurrency = int(params.get("CONCURRENCY") or DEFAULT_CONCURRENCY)
         self.deadline = float(params.get("DEADLINE") or DEFAULT_DEADLINE)
         self.request_timeout = float(params.get("REQUEST_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT)
+        # pyvespa gzips bodies over 1 KB ("auto"): a 384-float embedding shrinks to about half,
+        # for most of the client's CPU per write (bench/vespa_feed.py). "false" on a fast network.
+        compress = str(params.get("COMPRESS") or "auto").lower()
+        if compress not in ("auto", "true", "false"):
+            raise ValueError(f"VespaBackend COMPRESS must be auto, true or false, got {compress!r}")
+        self.compress: str | bool = compress if compress == "auto" else compress == "true"
         self.app = Vespa(
             url=f"{parts.scheme}://{parts.hostname}",
             port=parts.port,
@@ -109,7 +115,9 @@ class VespaBackend(BaseBackend):
 
     async def _session(self) -> VespaAsync:
         if self._client is None:
-            client = VespaAsync(self.app, timeout=self.request_timeout, docv1_retry_policy=NO_RETRY)
+            client = VespaAsync(
+                self.app, timeout=self.request_timeout, compress=self.compress, docv1_retry_policy=NO_RETRY
+            )
             client._open_httpr_client()
             self._client = client
         return self._client
@@ -459,7 +467,7 @@ def _document_id(document: dict[str, Any]) -> str:
 def _to_vespa(name: str, value: Any) -> Any:
     field = FIELDS_BY_NAME.get(name)
     if field is not None and field.kind == Kind.VECTOR and value is not None:
-        return {"values": [float(v) for v in value]}
+        return {"values": value if isinstance(value, list) else list(value)}
     return value
 
 

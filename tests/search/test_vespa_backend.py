@@ -144,3 +144,19 @@ def test_settings_select_the_vespa_backend(settings, fake_vespa):
 
 def vespa_settings(url: str) -> dict:
     return {"BACKEND": "search.backends.vespa.VespaBackend", "URL": url, "NAMESPACE": "shopsync"}
+
+
+@pytest.mark.parametrize("compress", ["true", "false"])
+def test_embeddings_arrive_whole_with_or_without_gzip(fake_vespa, compress):
+    fake_vespa.app.reset()
+    vector = [((n % 7) - 3) / 4 for n in range(384)]  # float32-exact
+    backend = VespaBackend("vespa", {"URL": fake_vespa.url, "COMPRESS": compress})
+    try:
+        backend.write(
+            [content(1), IndexWrite(DOC, "embedding", 1, {"embedding": vector, "embedding_model": "m"})]
+        )
+        assert backend.get(DOC)["embedding"] == vector
+    finally:
+        backend.close()
+    with pytest.raises(ValueError, match="COMPRESS"):
+        VespaBackend("vespa", {"URL": fake_vespa.url, "COMPRESS": "maybe"})
