@@ -318,8 +318,11 @@ def main() -> None:
             name: [{k: v for k, v in r.items() if k != "profile"} for r in rs] for name, rs in rows.items()
         },
     }
-    (RESULTS / "vespa_feed.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"written to {RESULTS / 'vespa_feed.json'}")
+    path = RESULTS / (
+        "vespa_feed.json" if args.compress == "auto" else f"vespa_feed_compress-{args.compress}.json"
+    )
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":
