@@ -160,3 +160,17 @@ def test_embeddings_arrive_whole_with_or_without_gzip(fake_vespa, compress):
         backend.close()
     with pytest.raises(ValueError, match="COMPRESS"):
         VespaBackend("vespa", {"URL": fake_vespa.url, "COMPRESS": "maybe"})
+
+
+def test_the_stand_in_speaks_http11_and_gzip_too(fake_vespa):
+    """pyvespa's sync client (HTTP/1.1 on http://, gzip over 1 KB) gets the same answers."""
+    from vespa.application import Vespa
+
+    fake_vespa.app.reset()
+    app = Vespa(url="http://127.0.0.1", port=fake_vespa.port)
+    fields = {"title": "Ski Wax", "description": "wax " * 400, "vv_shopify": 1}
+    with app.syncio() as sync:
+        assert sync.feed_data_point("product", DOC, fields, namespace="shopsync").status_code == 200
+        assert sync.get_data("product", DOC, namespace="shopsync").json["fields"]["vv_shopify"] == 1
+        assert sync.get_data("product", "nope", namespace="shopsync").status_code == 404
+    assert {e["http_version"] for e in fake_vespa.app.requests()} == {"1.1"}
