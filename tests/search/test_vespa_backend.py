@@ -9,7 +9,7 @@ import pytest
 from search.backends.base import IndexError_, IndexWrite, WriteOutcome
 from search.backends.vespa import VespaBackend
 from tests.search.contract import DOC, content, stock
-from tests.search.fake_vespa import Rule
+from tests.search.fake_vespa import FakeVespaServer, Rule
 
 
 @pytest.fixture
@@ -174,3 +174,18 @@ def test_the_stand_in_speaks_http11_and_gzip_too(fake_vespa):
         assert sync.get_data("product", DOC, namespace="shopsync").json["fields"]["vv_shopify"] == 1
         assert sync.get_data("product", "nope", namespace="shopsync").status_code == 404
     assert {e["http_version"] for e in fake_vespa.app.requests()} == {"1.1"}
+
+
+def test_connection_recycling_costs_a_timeout_not_an_error():
+    """Vespa Cloud closes connections (HTTP/2 GOAWAY); pyvespa's httpr client then waits out
+    its timeout on the next request before reconnecting. Reads retry once; writes retry."""
+    server = FakeVespaServer(max_requests=5).start()
+    backend = VespaBackend("vespa", {"URL": server.url, "REQUEST_TIMEOUT": 0.5, "DEADLINE": 5})
+    try:
+        for version in range(1, 5):
+            assert backend.write([content(version)])[0].outcome == WriteOutcome.APPLIED
+            assert backend.get(DOC)["vv_shopify"] == version
+            assert [h.id for h in backend.search("wax")] == [DOC]
+    finally:
+        backend.close()
+        server.stop()

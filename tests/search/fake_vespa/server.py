@@ -24,26 +24,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config(port: int) -> Config:
+def _config(port: int, max_requests: int = 1_000_000_000) -> Config:
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.errorlog = None
     config.keep_alive_timeout = 30
+    config.graceful_timeout = 0.5  # stopping need not wait for idle client connections
     config.h2_max_concurrent_streams = 256  # Vespa's container allows many streams per connection
     # Hypercorn closes a connection (HTTP/2 GOAWAY) after 1,000 requests by default; a self-hosted
     # Vespa container does not. httpr (pyvespa's client) then waits out its timeout on the next
     # request before reconnecting, which the backend survives (retries) but a test should not
     # pay for at every thousandth request.
-    config.keep_alive_max_requests = 1_000_000_000
+    config.keep_alive_max_requests = max_requests
     return config
 
 
 class FakeVespaServer:
     """One stand-in on a free loopback port; `url` is what VESPA_URL would be."""
 
-    def __init__(self, app: FakeVespa | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, app: FakeVespa | None = None, port: int | None = None, *, max_requests: int = 1_000_000_000
+    ) -> None:
+        """`max_requests`: close each connection (GOAWAY) after that many requests, as Vespa
+        Cloud recycles connections."""
         self.app = app or FakeVespa()
+        self.max_requests = max_requests
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,7 +65,7 @@ class FakeVespaServer:
             self._stop = asyncio.Event()
             ready.set()
             self._loop.run_until_complete(
-                serve(self.app, _config(self.port), shutdown_trigger=self._stop.wait)
+                serve(self.app, _config(self.port, self.max_requests), shutdown_trigger=self._stop.wait)
             )
             self._loop.close()
 
