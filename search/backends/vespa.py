@@ -157,10 +157,12 @@ class VespaBackend(BaseBackend):
         return results  # type: ignore[return-value]
 
     async def _write_one(self, client: VespaAsync, feed: _Feed, write: IndexWrite) -> WriteResult:
-        attempt = 0
+        attempt, last = 0, "not sent: the call's deadline had passed"
         while True:
             if feed.blocked:
                 return WriteResult(write, WriteOutcome.BLOCKED, feed.blocked)
+            if feed.remaining() <= 0:
+                return WriteResult(write, WriteOutcome.RETRYABLE, f"vespa {last} (still, at the deadline)")
             status, message = await self._request(client, feed, write)
             if status == 412:
                 outcome = await self._after_failed_condition(client, feed, write)
@@ -172,11 +174,10 @@ class VespaBackend(BaseBackend):
                 if outcome == WriteOutcome.BLOCKED:
                     feed.blocked = error
                 return WriteResult(write, outcome, error)
-            attempt += 1
+            attempt, last = attempt + 1, f"{status or 'unreachable'}: {message}"
             wait = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
             if feed.remaining() <= wait:
-                error = f"vespa: still {status or 'unreachable'} at the deadline: {message}"
-                return WriteResult(write, WriteOutcome.RETRYABLE, error)
+                return WriteResult(write, WriteOutcome.RETRYABLE, f"vespa {last} (still, at the deadline)")
             await asyncio.sleep(wait)
 
     async def _request(self, client: VespaAsync, feed: _Feed, write: IndexWrite) -> tuple[int, str]:
