@@ -119,9 +119,26 @@ SEARCH_BACKENDS = {
         "PATH": EMBEDDED_INDEX_PATH,
     },
 }
+# Vespa (SEARCH_BACKEND=vespa): the container's endpoint, e.g. http://vespa:8080. Authenticated
+# endpoints (Vespa Cloud) take an mTLS cert + key (file paths) or a token; all from the environment.
+VESPA_URL = env("VESPA_URL", default="")
+if VESPA_URL:
+    SEARCH_BACKENDS["vespa"] = {
+        "BACKEND": "search.backends.vespa.VespaBackend",
+        "URL": VESPA_URL,
+        "NAMESPACE": env("VESPA_NAMESPACE", default="shopsync"),
+        "CONCURRENCY": env.int("VESPA_CONCURRENCY", default=64),
+        "DEADLINE": env.float("VESPA_DEADLINE_SECONDS", default=60.0),
+        "REQUEST_TIMEOUT": env.float("VESPA_REQUEST_TIMEOUT_SECONDS", default=10.0),
+        "COMPRESS": env("VESPA_COMPRESS", default="auto"),
+        "CERT": env("VESPA_CERT_PATH", default=""),
+        "KEY": env("VESPA_KEY_PATH", default=""),
+        "TOKEN": env("VESPA_TOKEN", default=""),
+    }
 if SEARCH_BACKEND not in SEARCH_BACKENDS:
     raise ImproperlyConfigured(
-        f"SEARCH_BACKEND={SEARCH_BACKEND!r} is not configured; choose one of {sorted(SEARCH_BACKENDS)}."
+        f"SEARCH_BACKEND={SEARCH_BACKEND!r} is not configured; choose one of {sorted(SEARCH_BACKENDS)}"
+        " (vespa needs VESPA_URL)."
     )
 
 # --- Task queue (django-q2) -------------------------------------------------------------------

@@ -41,6 +41,17 @@ def index():
     return get_backend()
 
 
+@pytest.fixture(scope="session")
+def fake_vespa():
+    """The Vespa stand-in (tests/search/fake_vespa) on a free loopback port, for the session;
+    tests reset its documents, faults and log with `fake_vespa.app.reset()`."""
+    from tests.search.fake_vespa import FakeVespaServer
+
+    server = FakeVespaServer().start()
+    yield server
+    server.stop()
+
+
 def webhook_body(name: str) -> bytes:
     """Raw bytes of a real delivery body from shared/fixtures/webhooks."""
     return shared_fixture(f"webhooks/{name}").read_bytes()

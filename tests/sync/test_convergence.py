@@ -68,8 +68,11 @@ FAULTS = (
 # may legitimately end in the dead-letter queue, so any dead letter is a finding.
 MAX_FAULTY_DRAINS = 5
 MAX_QUIESCE_ROUNDS = 5
-# Examples per run; CONVERGENCE_EXAMPLES raises it for a longer soak.
+# Examples per run; CONVERGENCE_EXAMPLES raises it for a longer soak. The Vespa variant sends
+# every write over HTTP to the stand-in and waits out its deadline under 429/503 storms, so it
+# runs fewer (CONVERGENCE_VESPA_EXAMPLES).
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "120"))
+VESPA_EXAMPLES = int(os.environ.get("CONVERGENCE_VESPA_EXAMPLES", "30"))
 
 
 # --- the model: what Shopify sent, and therefore what must be true in the end ---------------------
@@ -469,8 +472,12 @@ def crash_switch(index_faults, monkeypatch) -> CrashSwitch:
     """Wraps the (fault-injecting) index writes so that one of them can kill the worker."""
     from search.backends.embedded import EmbeddedBackend
 
+    return _crash_switch(monkeypatch, EmbeddedBackend)
+
+
+def _crash_switch(monkeypatch, backend_cls) -> CrashSwitch:
     switch = CrashSwitch()
-    write_or_fail = EmbeddedBackend.write  # index_faults' version
+    write_or_fail = backend_cls.write  # the fault-injecting version
 
     def write(self, writes):
         point, switch.armed = switch.armed, None
@@ -481,7 +488,7 @@ def crash_switch(index_faults, monkeypatch) -> CrashSwitch:
             raise WorkerDied(point)
         return results
 
-    monkeypatch.setattr(EmbeddedBackend, "write", write)
+    monkeypatch.setattr(backend_cls, "write", write)
     return switch
 
 
@@ -664,3 +671,90 @@ def _assert_converged(scenario: Scenario, delivered: list[Delivery], index, *, a
 def test_any_delivery_stream_converges(scenario, client, index, index_faults, crash_switch):
     _reset(index, index_faults)
     _run(scenario, client, index, index_faults, crash_switch)
+
+
+# --- the same property on the Vespa backend, faults injected at the stand-in -----------------------
+
+
+class VespaFaults:
+    """FAULTS as the Vespa stand-in answers them: every request 429 or 503 (the backend retries
+    until its deadline), every write applied and then answered 504 (a timeout whose write
+    happened: replaying it must be harmless), or a feed block (507)."""
+
+    def __init__(self, fake_vespa) -> None:
+        self.app = fake_vespa.app
+        self.results: list = []
+
+    def fail(self, outcome: str, error: str) -> None:
+        from tests.search.fake_vespa import Rule
+
+        self.heal()
+        if error.startswith(("429", "503")):
+            self.app.add_faults(Rule(status=int(error[:3]), count=None))
+        elif error.startswith("timed out"):
+            self.app.add_faults(
+                *(Rule(apply_then_fail=504, operation=op, count=None) for op in ("update", "remove"))
+            )
+        else:
+            self.app.knobs.feed_block = True
+
+    def heal(self) -> None:
+        self.app.clear_faults()
+        self.app.knobs.feed_block = False
+
+
+@pytest.fixture
+def vespa_index(settings, fake_vespa):
+    from search.backends import get_backend, reset_backends
+
+    fake_vespa.app.reset()
+    # A short deadline: a drain under a 429 storm gives up (retryable) after a second.
+    settings.SEARCH_BACKENDS = {
+        "vespa": {
+            "BACKEND": "search.backends.vespa.VespaBackend",
+            "URL": fake_vespa.url,
+            "DEADLINE": 1.0,
+            "REQUEST_TIMEOUT": 5.0,
+        }
+    }
+    settings.SEARCH_BACKEND = "vespa"
+    reset_backends()
+    yield get_backend()
+    reset_backends()
+
+
+@pytest.fixture
+def vespa_faults(vespa_index, fake_vespa, monkeypatch) -> VespaFaults:
+    from search.backends.vespa import VespaBackend
+
+    faults = VespaFaults(fake_vespa)
+    original = VespaBackend.write
+
+    def write(self, writes):
+        results = original(self, writes)
+        faults.results.extend(results)
+        return results
+
+    monkeypatch.setattr(VespaBackend, "write", write)
+    return faults
+
+
+@pytest.fixture
+def vespa_crash_switch(vespa_faults, monkeypatch) -> CrashSwitch:
+    from search.backends.vespa import VespaBackend
+
+    return _crash_switch(monkeypatch, VespaBackend)
+
+
+@settings(
+    max_examples=VESPA_EXAMPLES,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios())
+def test_any_delivery_stream_converges_on_vespa(
+    scenario, client, vespa_index, vespa_faults, vespa_crash_switch
+):
+    _reset(vespa_index, vespa_faults)
+    _run(scenario, client, vespa_index, vespa_faults, vespa_crash_switch)
