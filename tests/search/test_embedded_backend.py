@@ -312,7 +312,7 @@ def test_schema_version_and_wal_mode(backend: EmbeddedBackend, path: Path) -> No
     backend.count()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == embedded.SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
