@@ -91,6 +91,9 @@ class Product(models.Model):
     trend_explanation = models.TextField(blank=True)
     trend_inputs_hash = models.CharField(max_length=64, blank=True)
     trend_scored_at = models.DateTimeField(null=True, blank=True)
+    # Set when a change asks for a rescore (content inputs, a new order); the scoring worker
+    # takes these first and clears it. The queue is this column, task messages only wake it.
+    trend_requested_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_updated_source = models.CharField(max_length=32, blank=True)
     update_type = models.CharField(max_length=8, choices=UpdateType.choices, blank=True)
     indexed_at = models.DateTimeField(null=True, blank=True)

@@ -297,9 +297,7 @@ class EmbeddedBackend(BaseBackend):
                 cosine = {}
                 if mode != "bm25":
                     cache = self._local.__dict__.setdefault("vectors", vectors.VectorCache())
-                    cosine = vectors.nearest(
-                        conn, cache, query_vector, shop=shop, statuses=statuses, k=pool
-                    )
+                    cosine = vectors.nearest(conn, cache, query_vector, shop=shop, statuses=statuses, k=pool)
                 bodies = {pk: hit.document for pk, hit in text}
                 vectors.read_bodies(conn, [pk for pk in cosine if pk not in bodies], bodies)
                 scores = vectors.combine(
@@ -555,7 +553,9 @@ def _rank(
     ).fetchall()
     rows.sort(key=lambda row: (-final[row[0]], row[1]))
     del rows[limit:]
-    return [(pk, SearchHit(id=doc_id, score=final[pk], document=orjson.loads(body))) for pk, doc_id, body in rows]
+    return [
+        (pk, SearchHit(id=doc_id, score=final[pk], document=orjson.loads(body))) for pk, doc_id, body in rows
+    ]
 
 
 def _combined(best: float, total: float) -> float:
