@@ -1,4 +1,5 @@
 """EmbeddedBackend on a real SQLite file (no Django database involved)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -227,15 +228,38 @@ def test_title_match_outranks_description_match(backend: EmbeddedBackend) -> Non
 
 
 @pytest.mark.parametrize(
-    "query", ['"', 'AND', 'OR', 'NOT', 'c++', '16″', '-foo', 'NEAR(', 'NEAR(a b)', '*', 'title:foo',
-              '"unbalanced', 'a AND', '(', ')', '^', 'foo"bar', '""', "'", '+', 'a OR OR b', '\\'],
+    "query",
+    [
+        '"',
+        "AND",
+        "OR",
+        "NOT",
+        "c++",
+        "16″",
+        "-foo",
+        "NEAR(",
+        "NEAR(a b)",
+        "*",
+        "title:foo",
+        '"unbalanced',
+        "a AND",
+        "(",
+        ")",
+        "^",
+        'foo"bar',
+        '""',
+        "'",
+        "+",
+        "a OR OR b",
+        "\\",
+    ],
 )
 def test_hostile_queries_do_not_raise(catalog: EmbeddedBackend, query: str) -> None:
     assert isinstance(catalog.search(query), list)
 
 
 def test_punctuated_queries_still_find_by_their_words(backend: EmbeddedBackend) -> None:
-    backend.put(make_doc("1", title='MacBook sleeve 16″', description="Written in C++ AND love"))
+    backend.put(make_doc("1", title="MacBook sleeve 16″", description="Written in C++ AND love"))
     assert ids(backend.search("16″")) == ["1"]
     assert ids(backend.search('16"')) == ["1"]
     assert ids(backend.search("c++")) == ["1"]
