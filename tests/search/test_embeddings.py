@@ -142,3 +142,21 @@ def test_the_web_process_never_imports_sentence_transformers():
     env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "x", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_reconcile_sees_no_drift_once_vectors_and_scores_are_written_and_repairs_a_lost_vector(encoder):
+    from catalog.models import Shop
+    from scoring.services import products_rescore
+    from sync.reconcile import reconcile_shop
+
+    _backfill()
+    products_embed_pending(encoder=encoder)
+    products_rescore(Product.objects.all(), scorer="local")
+    shop = Shop.objects.get(domain=SHOP)
+    assert reconcile_shop(shop=shop).drift == 0
+    product = Product.objects.live().first()
+    get_backend().update(str(product.pk), {"embedding": None})  # the index lost one vector
+    report = reconcile_shop(shop=shop, repair=True)
+    assert report.differing == [str(product.pk)]
+    assert len(get_backend().get(str(product.pk))["embedding"]) == 384
+    assert reconcile_shop(shop=shop).drift == 0
