@@ -296,7 +296,7 @@ class EmbeddedBackend(BaseBackend):
                 text = self._bm25(conn, query, shop, statuses, pool) if mode != "semantic" else []
                 cosine = {}
                 if mode != "bm25":
-                    cache = self._local.__dict__.setdefault("vectors", vectors.VectorCache())
+                    cache = self._local.vectors
                     cosine = vectors.nearest(conn, cache, query_vector, shop=shop, statuses=statuses, k=pool)
                 bodies = {pk: hit.document for pk, hit in text}
                 vectors.read_bodies(conn, [pk for pk in cosine if pk not in bodies], bodies)
@@ -342,6 +342,8 @@ class EmbeddedBackend(BaseBackend):
             self._inherited.append(conn)
         conn = self._connect()
         self._local.conn, self._local.pid = conn, os.getpid()
+        # Cached vectors are stamped with this connection's counters: a new one starts afresh.
+        self._local.vectors = vectors.VectorCache()
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -367,8 +369,11 @@ class EmbeddedBackend(BaseBackend):
     def _writing(self, action: str) -> Iterator[sqlite3.Connection]:
         with _index_errors(action):
             conn = self._conn()
-            with _transaction(conn):
-                yield conn
+            try:
+                with _transaction(conn):
+                    yield conn
+            finally:
+                self._local.vectors.written()
 
 
 @dataclass(frozen=True, slots=True)

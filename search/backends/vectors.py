@@ -4,7 +4,7 @@ Vectors live in their own table of the index file (`vectors`, float32 blobs keye
 document's rowid) rather than in the JSON body: a body stays small to parse, and a search reads
 only the vectors. Search is exact: one matrix product over every vector the filter allows. The
 matrix is cached per connection and filter, and reloaded only when the file changed (SQLite's
-`data_version` moves when another connection commits; `total_changes` when this one writes):
+`data_version` moves when another connection commits; this one's write transactions are counted):
 on 10,000 products a reload costs tens of milliseconds, a cached query a few.
 """
 
@@ -93,11 +93,17 @@ class VectorCache:
 
     def __init__(self) -> None:
         self._matrices: dict[tuple[str | None, tuple[str, ...]], _Matrix] = {}
+        # Write transactions of this connection (its own commits do not move data_version, and
+        # total_changes also counts the searches' scratch tables).
+        self._writes = 0
+
+    def written(self) -> None:
+        self._writes += 1
 
     def matrix(
         self, conn: sqlite3.Connection, shop: str | None, statuses: tuple[str, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
-        stamp = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        stamp = (conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
         key = (shop, tuple(sorted(statuses)))
         cached = self._matrices.get(key)
         if cached is None or cached.stamp != stamp:
