@@ -14,17 +14,21 @@ version vector and writes them to the index as partial updates of the `embedding
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils.module_loading import import_string
 
@@ -161,7 +165,45 @@ def pending_embeddings(model: str):
 def products_embed_pending(
     *, encoder: Encoder | None = None, batch_size: int | None = None, limit: int | None = None
 ) -> EmbedStats:
-    """Embed every pending product (up to `limit`) and write the vectors to the index."""
+    """Embed every pending product (up to `limit`) and write the vectors to the index.
+
+    One embedder at a time: a second worker woken meanwhile returns at once instead of loading
+    a second model and encoding the same texts (the one running takes all that is pending)."""
+    with _embedder_lock() as acquired:
+        if not acquired:
+            logger.info("another worker is embedding; leaving the pending products to it")
+            return EmbedStats()
+        return _embed_pending(encoder, batch_size, limit)
+
+
+@contextmanager
+def _embedder_lock() -> Iterator[bool]:
+    """Postgres: a session advisory lock (across hosts). SQLite: a file lock beside the database."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext('shopsync.embeddings'))")
+            acquired = cursor.fetchone()[0]
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(hashtext('shopsync.embeddings'))")
+        return
+    path = Path(str(connection.settings_dict["NAME"]) + ".embeddings.lock")
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _embed_pending(encoder: Encoder | None, batch_size: int | None, limit: int | None) -> EmbedStats:
     from .indexer import products_sync_index
 
     encoder = encoder or get_encoder()

@@ -160,3 +160,18 @@ def test_reconcile_sees_no_drift_once_vectors_and_scores_are_written_and_repairs
     assert report.differing == [str(product.pk)]
     assert len(get_backend().get(str(product.pk))["embedding"]) == 384
     assert reconcile_shop(shop=shop).drift == 0
+
+
+def test_one_embedder_at_a_time(client, encoder):
+    import psycopg
+    from django.db import connection
+
+    _feeder8(client, "a")
+    params = connection.get_connection_params()
+    with psycopg.connect(
+        **{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True
+    ) as other:
+        other.execute("SELECT pg_advisory_lock(hashtext('shopsync.embeddings'))")  # another worker
+        assert products_embed_pending(encoder=encoder).products == 0
+        other.execute("SELECT pg_advisory_unlock(hashtext('shopsync.embeddings'))")
+    assert products_embed_pending(encoder=encoder).products == 1
