@@ -174,7 +174,7 @@ def _store(
     with transaction.atomic():
         locked = Product.objects.select_for_update(of=("self",)).filter(pk__in=list(results))
         rows, history = [], []
-        for product in locked.only("pk", "version_vector"):
+        for product in locked.only("pk", "version_vector").order_by("pk"):
             result, inputs = results[product.pk]
             version_bump(product, "scoring")
             explanation = result.explanation

@@ -241,7 +241,8 @@ def _embed_batch(ids: list[int], encoder: Encoder, batch_size: int, stats: Embed
         stats.encoded += len(missing)
     rows = []
     with transaction.atomic():
-        locked = Product.objects.select_for_update(of=("self",)).filter(pk__in=ids)
+        # Locked in pk order, as the indexer locks: two transactions never wait on each other in a cycle.
+        locked = Product.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk")
         for product in locked.only("pk", "embed_text_hash", "version_vector", "deleted_at"):
             vector = known.get(product.embed_text_hash)
             if vector is None or product.deleted_at is not None:

@@ -98,7 +98,7 @@ def test_breaker_opens_after_repeated_failures_and_stops_calling(llm, client, se
     drain()
     stats = products_rescore(Product.objects.all(), scorer="llm", force=True)
     assert (stats.scored, stats.fallbacks, stats.llm_calls) == (5, 5, 2)
-    reasons = list(TrendScore.objects.order_by("pk").values_list("fallback_reason", flat=True))
+    reasons = list(TrendScore.objects.order_by("product_id").values_list("fallback_reason", flat=True))
     assert [r.startswith("circuit open") for r in reasons] == [False, False, True, True, True]
     assert llm_fallback_stats(TrendScore.objects.order_by("pk").first().created_at) == {
         "scored": 5,
