@@ -41,6 +41,8 @@ class BatchResult:
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     changed_product_ids: list[int] = field(default_factory=list)
+    embed_changed: bool = False  # some product's embedded text changed
+    score_changed_ids: list[int] = field(default_factory=list)  # scoring inputs changed
     items: int = 0
 
 
@@ -69,6 +71,9 @@ def _apply(shop: Shop, item: SourceItem, batch: BatchResult) -> None:
     batch.outcomes[result.outcome] = batch.outcomes.get(result.outcome, 0) + 1
     if result.outcome == APPLIED:
         batch.changed_product_ids.append(result.product.pk)
+        batch.embed_changed |= result.embed_changed
+        if result.score_changed:
+            batch.score_changed_ids.append(result.product.pk)
 
 
 def _items(path: Path) -> Iterator[SourceItem]:

@@ -78,6 +78,22 @@ class Product(models.Model):
     # above index_vector is a pending index write: it survives crashes and failed writes.
     version_vector = models.JSONField(default=dict, blank=True)
     index_vector = models.JSONField(default=dict, blank=True)
+    # The embedding writer's state: the vector (float32 bytes, 384 dims), the model that made it
+    # and the hash of the text it was made from. Pending while embedded_text_hash differs from
+    # embed_text_hash or the model is not the configured one (search.embeddings).
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=128, blank=True)
+    embedded_text_hash = models.CharField(max_length=64, blank=True)
+    # The scoring writer's state: the latest trend score in [0, 1], why, and the hash of the
+    # signals it was computed from (scoring skips a product whose inputs hash is unchanged).
+    # Every score ever stored is kept in scoring.TrendScore.
+    trend_score = models.FloatField(null=True, blank=True)
+    trend_explanation = models.TextField(blank=True)
+    trend_inputs_hash = models.CharField(max_length=64, blank=True)
+    trend_scored_at = models.DateTimeField(null=True, blank=True)
+    # Set when a change asks for a rescore (content inputs, a new order); the scoring worker
+    # takes these first and clears it. The queue is this column, task messages only wake it.
+    trend_requested_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_updated_source = models.CharField(max_length=32, blank=True)
     update_type = models.CharField(max_length=8, choices=UpdateType.choices, blank=True)
     indexed_at = models.DateTimeField(null=True, blank=True)

@@ -128,7 +128,9 @@ def order_record(*, shop: Shop, payload: dict) -> ApplyResult:
     OrderLine.objects.bulk_create(new, ignore_conflicts=True)
     if not new:
         return ApplyResult(NOOP, reason=f"order {order_id} already recorded")
-    return ApplyResult(APPLIED, reason=f"{len(new)} line items")
+    sold = {line.product_shopify_id for line in new if line.product_shopify_id is not None}
+    products = list(Product.objects.live().filter(shop=shop, shopify_id__in=sold).only("pk"))
+    return ApplyResult(APPLIED, reason=f"{len(new)} line items", products=products)
 
 
 def _product_for_update(shop: Shop, data: CanonicalProduct) -> Product | None:

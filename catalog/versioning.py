@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import orjson
 
 from .normalize.types import CanonicalProduct
+
+if TYPE_CHECKING:
+    from .models import Product
 
 
 def _digest(value: object) -> str:
@@ -49,15 +53,18 @@ def search_hash(data: CanonicalProduct) -> str:
     )
 
 
-def embed_text(data: CanonicalProduct) -> str:
-    """The text an embedding is computed from: what a shopper's words should match in meaning."""
+def embed_text(data: CanonicalProduct | Product) -> str:
+    """The text an embedding is computed from: what a shopper's words should match in meaning.
+
+    Works on a stored Product too (same attribute names), so the embedding worker hashes exactly
+    what `product_apply` hashed."""
     from .normalize.fields import html_to_text
 
     parts = [data.title, data.product_type, data.vendor, ", ".join(data.tags), html_to_text(data.body_html)]
     return "\n".join(part for part in parts if part)
 
 
-def embed_text_hash(data: CanonicalProduct) -> str:
+def embed_text_hash(data: CanonicalProduct | Product) -> str:
     return hashlib.sha256(embed_text(data).encode("utf-8")).hexdigest()
 
 

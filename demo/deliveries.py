@@ -158,11 +158,36 @@ def derived_deliveries(demo_shop: str) -> list[Delivery]:
             demo_shop,
             _dumps(level),
         ),
+        Delivery(
+            f"order: 5 x {edited.handle}",
+            "orders/create",
+            demo_shop,
+            _dumps(_order(DERIVED_ID_BASE + 11, now, update["variants"][0], 5)),
+        ),
         Delivery(f"first webhook for {removed.handle}", "products/update", demo_shop, _dumps(linked)),
         Delivery(
             f"delete {removed.handle}", "products/delete", demo_shop, _dumps({"id": DERIVED_ID_BASE + 2})
         ),
     ]
+
+
+def _order(order_id: int, created_at: datetime, variant: dict, quantity: int) -> dict:
+    """An orders/create body with the fields the sales signal reads (trend scoring)."""
+    return {
+        "id": order_id,
+        "created_at": created_at.isoformat(),
+        "line_items": [
+            {
+                "id": order_id * 10,
+                "product_id": variant["product_id"],
+                "variant_id": variant["id"],
+                "quantity": quantity,
+                "price": variant["price"],
+                "sku": variant["sku"],
+                "title": "demo order line",
+            }
+        ],
+    }
 
 
 def _rest_payload(product, shopify_id: int, updated_at: datetime, *, title: str | None = None) -> dict:

@@ -1,7 +1,7 @@
 """The index document of a product: the one projection every backend stores.
 
-Field groups say which writer owns which fields (content from Shopify, inventory); partial
-updates write one group and leave the others alone.
+Field groups say which writer owns which fields (content from Shopify, inventory, the embedding,
+the trend score); partial updates write one group and leave the others alone.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from .fields import TEXT_WEIGHTS, writer_fields
 
 CONTENT_FIELDS = writer_fields("shopify")
 INVENTORY_FIELDS = writer_fields("inventory")
+EMBEDDING_FIELDS = writer_fields("embedding")
+SCORING_FIELDS = writer_fields("scoring")
 TEXT_FIELDS = tuple(TEXT_WEIGHTS)
 
 
@@ -45,9 +47,24 @@ def product_inventory_fields(product: Product, *, total: int | None | bool = Fal
     return {"inventory_total": product_inventory_total(product) if total is False else total}
 
 
+def product_embedding_fields(product: Product) -> dict[str, Any]:
+    from .embeddings import vector_from_bytes  # numpy only where vectors are handled
+
+    return {"embedding": vector_from_bytes(product.embedding), "embedding_model": product.embedding_model}
+
+
+def product_scoring_fields(product: Product) -> dict[str, Any]:
+    return {"trend_score": product.trend_score}
+
+
 def product_document(product: Product) -> dict[str, Any]:
+    """The whole document; the embedding and scoring groups only once they were computed (the
+    index holds them only from their first write on)."""
+    vv = product.version_vector
     return {
         "id": product_doc_id(product),
         **product_content_fields(product),
         **product_inventory_fields(product),
+        **(product_embedding_fields(product) if vv.get("embedding") else {}),
+        **(product_scoring_fields(product) if vv.get("scoring") else {}),
     }

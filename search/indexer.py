@@ -21,7 +21,13 @@ from config.db import bulk_set
 
 from .backends import get_backend
 from .backends.base import IndexWrite, WriteOutcome, WriteResult
-from .documents import product_content_fields, product_doc_id, product_inventory_fields
+from .documents import (
+    product_content_fields,
+    product_doc_id,
+    product_embedding_fields,
+    product_inventory_fields,
+    product_scoring_fields,
+)
 
 CONFIRMED = (WriteOutcome.APPLIED, WriteOutcome.STALE)  # stale: the index already holds newer
 
@@ -41,6 +47,11 @@ def pending_writes(product: Product, *, inventory_total: int | None | bool = Fal
         # Never creates: stock for a document that does not exist yet waits for its content.
         fields = product_inventory_fields(product, total=inventory_total)
         writes.append(IndexWrite(doc_id, "inventory", inventory, fields))
+    # Derived groups never create a document either (MISSING until the content is written).
+    for writer, group in (("embedding", product_embedding_fields), ("scoring", product_scoring_fields)):
+        version = vv.get(writer, 0)
+        if version > iv.get(writer, 0):
+            writes.append(IndexWrite(doc_id, writer, version, group(product)))
     return writes
 
 
@@ -75,6 +86,7 @@ def _locked_products(pks: list[int]) -> list[Product]:
         .only("pk", "shop_id", "version_vector", "index_vector", "deleted_at")
         .order_by("pk")
     )
+    _load_derived([p for p in light if p.deleted_at is None])
     content = [p.pk for p in light if p.deleted_at is None and _pending(p, "shopify")]
     if not content:
         return light
@@ -83,6 +95,18 @@ def _locked_products(pks: list[int]) -> list[Product]:
         for p in Product.objects.filter(pk__in=content).select_related("shop").prefetch_related("variants")
     }
     return [full.get(p.pk, p) for p in light]
+
+
+def _load_derived(products: list[Product]) -> None:
+    """Fill in the vector and score of products with an embedding or scoring write pending, in
+    one query (the light rows leave them out: most writes are stock writes)."""
+    pending = {p.pk: p for p in products if _pending(p, "embedding") or _pending(p, "scoring")}
+    if not pending:
+        return
+    derived = ("pk", "embedding", "embedding_model", "trend_score")
+    for pk, embedding, model, score in Product.objects.filter(pk__in=pending).values_list(*derived):
+        product = pending[pk]
+        product.embedding, product.embedding_model, product.trend_score = embedding, model, score
 
 
 def _pending(product: Product, writer: str) -> bool:

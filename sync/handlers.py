@@ -15,6 +15,7 @@ from catalog.inventory import LevelChange, inventory_levels_apply, level_change
 from catalog.normalize import product_from_rest
 from catalog.normalize.fields import parse_id
 from catalog.normalize.types import NormalizationError
+from scoring.services import derived_work_request, rescore_request
 
 from .models import WebhookEvent
 
@@ -59,7 +60,14 @@ def _touched(result: catalog.ApplyResult) -> list[int]:
 
 def _product_upsert(event: WebhookEvent, payload: dict) -> Handled:
     result = catalog.product_apply(shop=event.shop, data=product_from_rest(payload), source="webhook")
+    _derived_work(result)
     return Handled(result.outcome, result.reason, _touched(result))
+
+
+def _derived_work(result: catalog.ApplyResult) -> None:
+    """Only a changed text re-embeds and only changed scoring inputs rescore (DESIGN §4.5)."""
+    changed = [result.product.pk] if result.score_changed and result.product is not None else []
+    derived_work_request(result.embed_changed, changed)
 
 
 def _product_delete(event: WebhookEvent, payload: dict) -> Handled:
@@ -76,6 +84,7 @@ def _inventory_update(event: WebhookEvent, payload: dict) -> Handled:
 
 def _order_create(event: WebhookEvent, payload: dict) -> Handled:
     result = catalog.order_record(shop=event.shop, payload=payload)
+    rescore_request(product_ids=[p.pk for p in result.products])  # sales velocity moved
     return Handled(result.outcome, result.reason)
 
 

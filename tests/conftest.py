@@ -8,7 +8,10 @@ import uuid
 import pytest
 from django.test import Client
 
+from scoring.scorers.llm import reset_breakers
+from search import queue as derived_queue
 from search.backends import get_backend, reset_backends
+from search.embeddings import set_encoder
 from sync import queue
 from sync.security import sign
 from sync.services import shop_cache_clear
@@ -28,6 +31,11 @@ def _isolated(settings, tmp_path):
         }
     }
     settings.SEARCH_BACKEND = "embedded"
+    # A small deterministic encoder; tests of the real model ask for the `real_encoder` fixture.
+    settings.EMBEDDING_ENCODER = "search.embeddings.HashingEncoder"
+    set_encoder(None)
+    derived_queue.reset_debounce()
+    reset_breakers()
     reset_backends()
     shop_cache_clear()
     queue.reset_debounce()

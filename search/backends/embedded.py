@@ -28,7 +28,9 @@ from typing import Any
 import orjson
 
 from ..fields import TEXT_WEIGHTS
+from . import vectors
 from .base import (
+    SEARCH_MODES,
     SEARCHABLE_STATUSES,
     BaseBackend,
     IndexError_,
@@ -39,7 +41,7 @@ from .base import (
     version_field,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the vectors table (search/backends/vectors.py)
 DOCUMENT_PAGE = 1000  # documents() reads by keyset pages: bounded memory on any catalog size
 
 # Web, workers and commands write the same file; a writer waits this long for another process's
@@ -131,6 +133,7 @@ _TEMP_SCHEMA = tuple(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_terms USING fts5vocab(temp, {table}, instance)",
     )
 )
+_SCHEMA += vectors.SCHEMA
 _BM25 = f"bm25(documents_fts, {', '.join(str(w) for w in COLUMN_WEIGHTS.values())})"
 _UPSERT = """
     INSERT INTO documents (doc_id, shop, status, body) VALUES (?, ?, ?, ?)
@@ -157,11 +160,14 @@ class EmbeddedBackend(BaseBackend):
     # --- writes ---------------------------------------------------------------------------------
 
     def put(self, document: dict[str, Any]) -> None:
+        document = dict(document)
+        embedding = document.pop("embedding", None)  # kept in the vectors table, not the body
         doc_id, body = _encode(document)
         with self._writing("put") as conn:
             values = (doc_id, document.get("shop"), document.get("status"), body)
             pk = conn.execute(_UPSERT, values).fetchall()[0][0]
             _write_text(conn, pk, document)
+            vectors.store(conn, pk, embedding)
 
     def update(self, doc_id: str, fields: dict[str, Any]) -> bool:
         if fields.get("id", doc_id) != doc_id:
@@ -171,6 +177,9 @@ class EmbeddedBackend(BaseBackend):
             if row is None:
                 return False
             pk, stored = row[0], orjson.loads(row[1])
+            fields = dict(fields)
+            if "embedding" in fields:
+                vectors.store(conn, pk, fields.pop("embedding"))
             merged = {**stored, **fields}
             if merged == stored:
                 return True  # a redelivered update: nothing to write
@@ -198,19 +207,27 @@ class EmbeddedBackend(BaseBackend):
             rows = conn.execute("DELETE FROM documents WHERE doc_id = ? RETURNING pk", (doc_id,)).fetchall()
             for (pk,) in rows:
                 conn.execute("DELETE FROM documents_fts WHERE rowid = ?", (pk,))
+                vectors.drop(conn, pk)
         return bool(rows)
 
     def clear(self) -> None:
         with self._writing("clear") as conn:
             conn.execute("DELETE FROM documents")
             conn.execute("DELETE FROM documents_fts")
+            vectors.drop(conn)
 
     # --- reads ----------------------------------------------------------------------------------
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
         with _index_errors("get"):
-            row = self._conn().execute("SELECT body FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        return None if row is None else orjson.loads(row[0])
+            conn = self._conn()
+            with _reading(conn):
+                row = conn.execute("SELECT pk, body FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                if row is None:
+                    return None
+                documents = {row[0]: orjson.loads(row[1])}
+                vectors.attach(conn, documents)
+        return documents[row[0]]
 
     def count(self, *, shop: str | None = None) -> int:
         with _index_errors("count"):
@@ -240,8 +257,10 @@ class EmbeddedBackend(BaseBackend):
                     )
                     .fetchall()
                 )
-            for _, body in rows:
-                yield orjson.loads(body)
+            page = {pk: orjson.loads(body) for pk, body in rows}
+            with _index_errors("documents"):
+                vectors.attach(self._conn(), page)
+            yield from page.values()
             if len(rows) < DOCUMENT_PAGE:
                 return
             last = rows[-1][0]
@@ -253,23 +272,56 @@ class EmbeddedBackend(BaseBackend):
         shop: str | None = None,
         statuses: tuple[str, ...] = SEARCHABLE_STATUSES,
         limit: int = 10,
+        mode: str = "bm25",
+        query_vector: list[float] | None = None,
+        semantic_weight: float = 0.5,
+        trend_boost: float = 0.0,
     ) -> list[SearchHit]:
-        phrases = _phrases(query)
-        if not statuses or limit <= 0 or not phrases:
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {SEARCH_MODES}")
+        if mode != "bm25" and query_vector is None:
+            raise ValueError(f"{mode} search needs a query_vector (the caller embeds the query)")
+        if not statuses or limit <= 0:
             return []
+        statuses = tuple(statuses)
         with _index_errors("search"):
             conn = self._conn()
             # One read snapshot for the several statements: a document deleted meanwhile must not
             # be a candidate without a body.
             with _reading(conn):
-                terms = _tokenize(conn, phrases)
-                # All words first; when that finds nothing (and there are several), any word.
-                for all_words, fts_query in zip((True, False), _fts_queries(phrases), strict=False):
-                    candidates = _candidates(
-                        conn, fts_query, all_words=all_words, shop=shop, statuses=tuple(statuses)
-                    )
-                    if candidates:
-                        return _rank(conn, phrases, terms, candidates, limit)
+                if mode == "bm25" and not trend_boost:
+                    return [hit for _, hit in self._bm25(conn, query, shop, statuses, limit)]
+                # Ranked over each side's candidates, then combined (BaseBackend.search).
+                pool = max(limit, vectors.RANK_CANDIDATES)
+                text = self._bm25(conn, query, shop, statuses, pool) if mode != "semantic" else []
+                cosine = {}
+                if mode != "bm25":
+                    cache = self._local.vectors
+                    cosine = vectors.nearest(conn, cache, query_vector, shop=shop, statuses=statuses, k=pool)
+                bodies = {pk: hit.document for pk, hit in text}
+                vectors.read_bodies(conn, [pk for pk in cosine if pk not in bodies], bodies)
+                scores = vectors.combine(
+                    bm25={pk: hit.score for pk, hit in text},
+                    cosine=cosine,
+                    trends=vectors.trends_of(bodies),
+                    semantic_weight=semantic_weight,
+                    trend_boost=trend_boost,
+                    hybrid=mode == "hybrid",
+                )
+                return vectors.ranked_hits(scores, bodies, limit)
+
+    def _bm25(
+        self, conn: sqlite3.Connection, query: str, shop: str | None, statuses: tuple[str, ...], limit: int
+    ) -> list[tuple[int, SearchHit]]:
+        phrases = _phrases(query)
+        if not phrases:
+            return []
+        terms = _tokenize(conn, phrases)
+        # All words first; when that finds nothing (and there are several), any word.
+        for all_words, fts_query in zip((True, False), _fts_queries(phrases), strict=False):
+            candidates = _candidates(conn, fts_query, all_words=all_words, shop=shop, statuses=statuses)
+            if candidates:
+                return _rank(conn, phrases, terms, candidates, limit)
         return []
 
     # --- connections ----------------------------------------------------------------------------
@@ -290,6 +342,8 @@ class EmbeddedBackend(BaseBackend):
             self._inherited.append(conn)
         conn = self._connect()
         self._local.conn, self._local.pid = conn, os.getpid()
+        # Cached vectors are stamped with this connection's counters: a new one starts afresh.
+        self._local.vectors = vectors.VectorCache()
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -315,8 +369,11 @@ class EmbeddedBackend(BaseBackend):
     def _writing(self, action: str) -> Iterator[sqlite3.Connection]:
         with _index_errors(action):
             conn = self._conn()
-            with _transaction(conn):
-                yield conn
+            try:
+                with _transaction(conn):
+                    yield conn
+            finally:
+                self._local.vectors.written()
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,8 +485,9 @@ def _rank(
     terms: list[tuple[str, ...]],
     pks: list[int],
     limit: int,
-) -> list[SearchHit]:
-    """The best `limit` of the documents `pks`, best first; ties go to the smaller document id.
+) -> list[tuple[int, SearchHit]]:
+    """The best `limit` of the documents `pks` (with their pks), best first; ties go to the smaller
+    document id.
 
     A document's score sums, over the query's phrases, idf * (best + COLUMN_TIE_BREAKER * (sum -
     best)) over the phrase's BM25 in each column: the column's weight (COLUMN_WEIGHTS) times
@@ -500,7 +558,9 @@ def _rank(
     ).fetchall()
     rows.sort(key=lambda row: (-final[row[0]], row[1]))
     del rows[limit:]
-    return [SearchHit(id=doc_id, score=final[pk], document=orjson.loads(body)) for pk, doc_id, body in rows]
+    return [
+        (pk, SearchHit(id=doc_id, score=final[pk], document=orjson.loads(body))) for pk, doc_id, body in rows
+    ]
 
 
 def _combined(best: float, total: float) -> float:
@@ -651,13 +711,20 @@ def _apply_write(conn: sqlite3.Connection, write: IndexWrite) -> WriteResult:
         if row is not None:
             conn.execute("DELETE FROM documents WHERE pk = ?", (row[0],))
             conn.execute("DELETE FROM documents_fts WHERE rowid = ?", (row[0],))
+            vectors.drop(conn, row[0])
         return WriteResult(write, WriteOutcome.APPLIED)
-    merged = {**stored, **write.fields, "id": write.doc_id, version_field(write.writer): write.version}
+    fields = dict(write.fields)
+    has_embedding = "embedding" in fields
+    embedding = fields.pop("embedding", None)  # kept in the vectors table, not the body
+    merged = {**stored, **fields, "id": write.doc_id, version_field(write.writer): write.version}
     try:
         doc_id, body = _encode(merged)
+        blob = vectors.encode(embedding) if has_embedding else None
     except IndexError_ as exc:
         return WriteResult(write, WriteOutcome.PERMANENT, str(exc))
     pk = conn.execute(_UPSERT, (doc_id, merged.get("shop"), merged.get("status"), body)).fetchall()[0][0]
+    if has_embedding:
+        vectors.store_encoded(conn, pk, blob)
     if row is None or any(merged.get(name) != stored.get(name) for name in TEXT_FIELDS):
         _write_text(conn, pk, merged)
     return WriteResult(write, WriteOutcome.APPLIED)

@@ -6,6 +6,7 @@ import pytest
 
 from search.backends.vespa import VespaBackend
 from tests.search.contract import BackendContract
+from tests.search.contract_ranking import RankingContract
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def vespa_backend(fake_vespa):
     backend.close()
 
 
-class TestVespaContract(BackendContract):
+class TestVespaContract(BackendContract, RankingContract):
     @pytest.fixture
     def backend(self, vespa_backend):
         return vespa_backend

@@ -336,7 +336,7 @@ def test_schema_version_and_wal_mode(backend: EmbeddedBackend, path: Path) -> No
     backend.count()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == embedded.SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
@@ -552,3 +552,18 @@ def test_no_ranking_tables_in_the_file(wig_shop: EmbeddedBackend, path: Path) ->
     finally:
         conn.close()
     assert not any("candidate" in name or "query" in name or "vocab" in name for name in names)
+
+
+def test_semantic_search_sees_writes_of_this_and_other_connections(tmp_path: Path) -> None:
+    from tests.search.contract_ranking import seed, unit
+
+    path = str(tmp_path / "shared.sqlite3")
+    one, other = embedded.EmbeddedBackend("a", {"PATH": path}), embedded.EmbeddedBackend("b", {"PATH": path})
+    seed(one, {"1": ("a", unit(1, 1), None)})
+    assert [h.id for h in one.search("wig", mode="hybrid", query_vector=unit(1))] == ["1"]  # cached now
+    seed(one, {"2": ("b", unit(1), None)})  # this connection's write
+    assert [h.id for h in one.search("", mode="semantic", query_vector=unit(1))] == ["2", "1"]
+    seed(other, {"3": ("c", unit(1, 0.01), None)})  # another connection's (another process's) write
+    assert [h.id for h in one.search("", mode="semantic", query_vector=unit(1))] == ["2", "3", "1"]
+    one.close()
+    other.close()

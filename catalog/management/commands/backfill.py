@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.backfill import BATCH_SIZE, backfill_batches
 from catalog.normalize import NormalizationError
+from scoring.services import derived_work_request
 from search.indexer import products_reindex
 from sync.services import SHOP_DOMAIN, shop_get_or_create
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         try:
             for batch in backfill_batches(shop=shop_obj, path=from_file, batch_size=batch_size):
                 indexed += products_reindex(batch.changed_product_ids)
+                derived_work_request(batch.embed_changed, batch.score_changed_ids)
                 items += batch.items
                 errors += batch.errors
                 for outcome, n in batch.outcomes.items():

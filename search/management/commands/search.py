@@ -1,4 +1,4 @@
-"""manage.py search "QUERY" --shop DOMAIN [--json]: ranked results from the index."""
+"""manage.py search "QUERY" [--shop DOMAIN] [--mode bm25|semantic|hybrid] [--json]: ranked results."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.models import Shop
 from search.api import search_products
+from search.backends.base import SEARCH_MODES
 
 
 class Command(BaseCommand):
@@ -19,14 +20,35 @@ class Command(BaseCommand):
         parser.add_argument("--shop", help="shop domain (*.myshopify.com); all shops when omitted")
         parser.add_argument("--limit", type=_positive_int, default=10, help="results to show (1-100)")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--mode", choices=SEARCH_MODES, default="bm25", help="ranking (default bm25)")
+        parser.add_argument(
+            "--trend-boost", type=float, help="weight of the trend score (hybrid default from settings)"
+        )
 
-    def handle(self, *args, query: str, shop: str | None, limit: int, json: bool, **options) -> None:
+    def handle(
+        self,
+        *args,
+        query: str,
+        shop: str | None,
+        limit: int,
+        json: bool,
+        mode: str,
+        trend_boost: float | None,
+        **options,
+    ) -> None:
         if shop and not Shop.objects.filter(domain=shop).exists():
             known = ", ".join(Shop.objects.values_list("domain", flat=True)) or "none"
             raise CommandError(f"unknown shop {shop!r}; known: {known}")
-        hits = search_products(query, shop=shop, limit=limit)
+        hits = search_products(query, shop=shop, limit=limit, mode=mode, trend_boost=trend_boost)
         if json:
-            rows = [{"rank": i, "score": round(h.score, 4), **h.document} for i, h in enumerate(hits, 1)]
+            rows = [
+                {
+                    "rank": i,
+                    "score": round(h.score, 4),
+                    **{k: v for k, v in h.document.items() if k != "embedding"},
+                }
+                for i, h in enumerate(hits, 1)
+            ]
             self.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
             return
         if not hits:
@@ -35,8 +57,9 @@ class Command(BaseCommand):
         for rank, hit in enumerate(hits, 1):
             doc = hit.document
             price = f"{doc['price_min']:.2f}" if doc.get("price_min") is not None else "-"
+            trend = f"  trend {doc['trend_score']:.2f}" if doc.get("trend_score") is not None else ""
             self.stdout.write(
-                f"{rank:>2}. {hit.score:6.2f}  {doc['title']}  [{doc.get('vendor') or '-'}] {price}"
+                f"{rank:>2}. {hit.score:6.2f}  {doc['title']}  [{doc.get('vendor') or '-'}] {price}{trend}"
             )
 
 
