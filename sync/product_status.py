@@ -62,7 +62,10 @@ def annotate_sync_state(queryset: QuerySet, *, shop_ids: list[int] | None) -> Qu
     """Adds `sync_state`: failed (an open dead letter touches it) > stale in index (a stored
     change not yet in the index) > pending (an event for it is waiting) > in sync."""
     failed = products_of_events(
-        WebhookEvent.objects.filter(dead_letter__resolved_at__isnull=True), shop_ids=shop_ids
+        WebhookEvent.objects.filter(
+            status=WebhookEvent.Status.DEAD, dead_letter__isnull=False, dead_letter__resolved_at__isnull=True
+        ),
+        shop_ids=shop_ids,
     )
     waiting = products_of_events(WebhookEvent.objects.filter(status__in=WAITING), shop_ids=shop_ids)
     return with_vector_components(queryset).annotate(
