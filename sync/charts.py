@@ -18,17 +18,19 @@ OUTCOME_COLOURS = {
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above `value` (axis maxima)."""
+    """The smallest 1, 2, 4, 6 or 8 times a power of ten at or above `value` (axis maxima)."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 2, 4, 6, 8, 10):  # even steps: the half-way gridline stays a whole number
         if value <= step * power:
             return step * power
     return 10 * power
 
 
-def throughput_chart(minutes: list[dict[str, Any]], *, width: int = 760, height: int = 170) -> dict[str, Any]:
+def throughput_chart(
+    minutes: list[dict[str, Any]], *, width: int = 1180, height: int = 210
+) -> dict[str, Any]:
     """Bars of events processed per minute and a line of events received per minute."""
     left, bottom, top = 44, 22, 8
     plot_w, plot_h = width - left - 8, height - bottom - top
@@ -55,7 +57,7 @@ def throughput_chart(minutes: list[dict[str, Any]], *, width: int = 760, height:
                 }
             )
         points.append(f"{round(x + slot / 2, 1)},{y(minute['received'])}")
-        if minute["at"].minute % 30 == 0:
+        if minute["at"].minute % 30 == 0 and 0 < i < len(minutes) - 10:
             labels.append({"x": round(x, 1), "text": f"{minute['at']:%H:%M}"})
     grid = [{"y": y(y_max * f), "text": _short(y_max * f)} for f in (0, 0.5, 1)]
     return {

@@ -206,8 +206,6 @@ def product_sync_report(product: Product, events: list[WebhookEvent] | None = No
     else:
         written = f"written {_ago(product.indexed_at)}" if product.indexed_at else "never written"
         report.headline = "In sync: the index holds the stored version (" + written + ")."
-        if last is not None:
-            report.headline += f" Last event: {last.topic} #{last.pk}, {last.outcome or last.status}."
     return report
 
 
@@ -251,7 +249,8 @@ def product_timeline(product: Product, events: Iterable[WebhookEvent]) -> list[T
         entries.append(
             TimelineEntry(log.action_time, "admin", f"admin: {log.get_change_message()}", str(log.user))
         )
-    source = product.last_updated_source or "import"
-    entries.append(TimelineEntry(product.created_at, "catalog", f"created by {source}", product.handle))
+    entries.append(
+        TimelineEntry(product.created_at, "catalog", "first stored in the catalog", product.handle)
+    )
     # Issue 4 adds embedding and score history: their entries are appended here.
     return sorted(entries, key=lambda entry: entry.at, reverse=True)

@@ -171,7 +171,13 @@ def _dlq(shop_ids: list[int] | None, now: datetime) -> dict[str, Any]:
     classes = list(
         open_letters.values("error_class").annotate(n=Count("id")).order_by("-n", "error_class")[:4]
     )
-    recent = list(open_letters.select_related("event").order_by("-last_failed_at")[:5])
+    recent = list(
+        open_letters.select_related("event")
+        .defer("event__body", "event__headers")
+        .order_by("-last_failed_at")[:5]
+    )
+    for letter in recent:
+        letter.age = (now - letter.last_failed_at).total_seconds()
     oldest = row["oldest"]
     return {
         "open": row["n"],

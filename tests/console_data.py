@@ -68,7 +68,9 @@ def post(client: Client, shop: Shop, topic: str, payload: dict | bytes, **kwargs
     return response
 
 
-def generate_activity(client: Client, shop: Shop, *, products: int = 12, spread_minutes: int = 170) -> None:
+def generate_activity(
+    client: Client, shop: Shop, *, products: int = 12, stock_updates: int = 1, spread_minutes: int = 170
+) -> None:
     """Webhook traffic on the shop's first `products` products, drained, then spread over the
     last `spread_minutes` with realistic trigger-to-index lags (so the charts have a shape)."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -79,12 +81,8 @@ def generate_activity(client: Client, shop: Shop, *, products: int = 12, spread_
             client, shop, "products/update", product_payload(product, shopify_id, now - timedelta(minutes=30))
         )
         if n % 2 == 0:
-            post(
-                client,
-                shop,
-                "products/update",
-                product_payload(product, shopify_id, now, title=f"{product.title} (new)"),
-            )
+            edit = product_payload(product, shopify_id, now, title=f"{product.title} (new)")
+            post(client, shop, "products/update", edit)
         if n % 3 == 0:  # a late retry of an older edit: stale
             post(
                 client,
@@ -92,12 +90,15 @@ def generate_activity(client: Client, shop: Shop, *, products: int = 12, spread_
                 "products/update",
                 product_payload(product, shopify_id, now - timedelta(hours=2)),
             )
-        level = {"inventory_item_id": shopify_id * 100 + 1, "location_id": 1, "available": 5 + n}
-        post(client, shop, "inventory_levels/update", {**level, "updated_at": now.isoformat()})
-    post(client, shop, "products/update", {"id": 1, "title": "no updated_at"}, webhook_id="broken-1")
-    post(
-        client, shop, "products/update", {"id": 1, "title": "no updated_at"}, webhook_id="broken-1"
-    )  # duplicate
+    drain()  # the products exist (with their inventory items) before their stock moves
+    for n, product in enumerate(chosen):
+        item = (ID_BASE + product.pk) * 100 + 1
+        for k in range(stock_updates):  # stock moves through the day: the bulk of the traffic
+            level = {"inventory_item_id": item, "location_id": 1, "available": 40 - k - n % 7}
+            at = now - timedelta(minutes=stock_updates - k)
+            post(client, shop, "inventory_levels/update", {**level, "updated_at": at.isoformat()})
+    post(client, shop, "products/update", {"id": 1}, webhook_id="broken-1")
+    post(client, shop, "products/update", {"id": 1}, webhook_id="broken-1")  # duplicate
     drain()
     _spread(shop, spread_minutes)
 
@@ -115,3 +116,5 @@ def _spread(shop: Shop, minutes: int) -> None:
         if event.processed_at:
             event.processed_at = received + timedelta(seconds=rng.lognormvariate(0.2, 0.8))
         event.save(update_fields=["triggered_at", "received_at", "processed_at"])
+    # The catalog was imported before that traffic.
+    Product.objects.filter(shop=shop).update(created_at=now - timedelta(minutes=minutes + 15))
