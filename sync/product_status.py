@@ -19,7 +19,7 @@ import orjson
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import BigIntegerField, Case, CharField, Q, QuerySet, Value, When
+from django.db.models import BigIntegerField, Case, CharField, F, Q, QuerySet, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 
@@ -52,6 +52,14 @@ def behind_index_q() -> Q:
     for writer in WRITERS:
         q |= Q(**{f"vv_{writer}__gt": _component("index_vector", writer)})
     return q
+
+
+def products_behind_index(products: QuerySet) -> QuerySet:
+    """The products with a pending index write. On Postgres one jsonb comparison per row (the
+    index vector only ever catches up with the version vector, so unequal means behind)."""
+    if connection.vendor == "postgresql":
+        return products.exclude(version_vector=F("index_vector"))
+    return with_vector_components(products).filter(behind_index_q())
 
 
 def with_vector_components(queryset: QuerySet) -> QuerySet:
