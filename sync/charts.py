@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.utils.html import format_html_join
+
 OUTCOME_COLOURS = {
     "applied": "#1f9d55",
     "stale": "#d69e2e",
@@ -67,6 +69,12 @@ def throughput_chart(
         "right": width - 8,
         "baseline": top + plot_h,
         "label_y": height - 6,
+        # One SafeString rather than a template loop: 180 bars cost ~1 ms here, ~15 ms as tags.
+        "bars_svg": format_html_join(
+            "",
+            '<rect class="bar" x="{}" y="{}" width="{}" height="{}" rx="1"><title>{}</title></rect>',
+            ((b["x"], b["y"], b["w"], b["h"], b["title"]) for b in bars),
+        ),
         "bars": bars,
         "line": " ".join(points),
         "labels": labels,

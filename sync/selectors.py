@@ -27,11 +27,17 @@ from .product_status import products_behind_index
 THROUGHPUT_HOURS = 3  # the throughput chart: one bar per minute over this many hours
 WINDOW_HOURS = 24  # freshness, outcomes and the LLM fallback rate cover this window
 Status, Outcome = WebhookEvent.Status, WebhookEvent.Outcome
-FRESHNESS_SELECT = (
-    "SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
-    "(ORDER BY processed_at - coalesce(triggered_at, received_at))"  # intervals sort 3x faster than numerics
+# Postgres: outcomes and freshness of the window's finished events in one index-only scan.
+# Lags are sorted as doubles (date_part), which is about twice as fast as numerics or intervals.
+FINISHED_SELECT = (
+    "SELECT count(*) FILTER (WHERE outcome = 'applied'), count(*) FILTER (WHERE outcome = 'stale'), "
+    "count(*) FILTER (WHERE outcome = 'no-op'), count(*) FILTER (WHERE outcome = 'failed'), "
+    "count(*) FILTER (WHERE outcome = 'skipped'), "
+    "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
+    "(ORDER BY date_part('epoch', processed_at - coalesce(triggered_at, received_at))) "
+    "FILTER (WHERE status = 'done' AND outcome = 'applied')"
 )
-FRESHNESS_WHERE = "processed_at IS NOT NULL AND received_at >= %s AND status = 'done' AND outcome = 'applied'"
+FINISHED_WHERE = "processed_at IS NOT NULL AND received_at >= %s"
 
 
 @dataclass
@@ -54,8 +60,7 @@ def dashboard_stats(*, shop_ids: list[int] | None, now: datetime | None = None) 
     stats = DashboardStats(now=now)
     stats.backlog = _backlog(events, now)
     stats.throughput = _throughput(events, now)
-    stats.freshness = _freshness(shop_ids, window)
-    stats.outcomes = _outcomes(events, window)
+    stats.outcomes, stats.freshness = _finished(events, shop_ids, window)
     stats.dlq = _dlq(shop_ids, now)
     stats.index = _index(shop_ids)
     stats.llm = _llm(window, shop_ids)
@@ -106,64 +111,60 @@ def _per_minute(events: QuerySet, column: str) -> dict[datetime, int]:
     return {row["minute"]: row["n"] for row in rows}
 
 
-def _freshness(shop_ids: list[int] | None, since: datetime) -> dict[str, float | None]:
-    """Seconds from Shopify's trigger (or our receipt when the header was absent) to the index
-    write, over applied events received in the window. An event is finished only after its
+def _finished(
+    events: QuerySet, shop_ids: list[int] | None, since: datetime
+) -> tuple[dict[str, int], dict[str, float | None]]:
+    """Outcomes (applied / stale / no-op / duplicate / rejected, and failed, skipped) and freshness
+    in the window. Freshness: seconds from Shopify's trigger (or our receipt when the header was
+    absent) to the index write, over applied events; an event is finished only after its
     product's index write succeeded, so `processed_at` is the write's time."""
+    recent = events.filter(received_at__gte=since)
+    duplicate = recent.filter(duplicate_deliveries__gt=0).aggregate(n=Sum("duplicate_deliveries"))["n"] or 0
+    rejected = recent.filter(status=Status.REJECTED).count()
     if connection.vendor != "postgresql":
-        return _freshness_python(shop_ids, since)
-    scope = "" if shop_ids is None else " AND shop_id = ANY(%s)"
-    table = WebhookEvent._meta.db_table  # from the model; every value is a parameter
-    sql = f"{FRESHNESS_SELECT} FROM {table} WHERE {FRESHNESS_WHERE}{scope}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [since] if shop_ids is None else [since, list(shop_ids)])
-        count, values = cursor.fetchone()
-    seconds = [v.total_seconds() for v in values] if values else [None, None, None]
-    return {"count": count, "p50": seconds[0], "p95": seconds[1], "p99": seconds[2]}
-
-
-def _freshness_python(shop_ids: list[int] | None, since: datetime) -> dict[str, float | None]:
-    # SQLite (the demo) has no percentile aggregate; its data is small.
-    rows = _scoped(WebhookEvent.objects, shop_ids).filter(
-        received_at__gte=since, status=Status.DONE, outcome=Outcome.APPLIED, processed_at__isnull=False
+        outcomes = _outcomes_orm(recent)
+        lags = _lags(recent)
+        freshness = {"count": len(lags), **{f"p{q}": _percentile(lags, q / 100) for q in (50, 95, 99)}}
+    else:
+        scope = "" if shop_ids is None else " AND shop_id = ANY(%s)"
+        table = WebhookEvent._meta.db_table  # from the model; every value is a parameter
+        sql = f"{FINISHED_SELECT} FROM {table} WHERE {FINISHED_WHERE}{scope}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [since] if shop_ids is None else [since, list(shop_ids)])
+            applied, stale, noop, failed, skipped, values = cursor.fetchone()
+        outcomes = {"applied": applied, "stale": stale, "no-op": noop, "failed": failed, "skipped": skipped}
+        values = values or [None, None, None]
+        freshness = {"count": applied, "p50": values[0], "p95": values[1], "p99": values[2]}
+    ordered = {name: outcomes[name] for name in ("applied", "stale", "no-op")}
+    ordered.update(
+        duplicate=duplicate, rejected=rejected, failed=outcomes["failed"], skipped=outcomes["skipped"]
     )
-    lags = sorted(
+    return ordered, freshness
+
+
+def _outcomes_orm(recent: QuerySet) -> dict[str, int]:
+    rows = recent.filter(processed_at__isnull=False).values("outcome").annotate(n=Count("id")).order_by()
+    counts = {row["outcome"]: row["n"] for row in rows}
+    return {name: counts.get(name, 0) for name in ("applied", "stale", "no-op", "failed", "skipped")}
+
+
+def _lags(recent: QuerySet) -> list[float]:
+    # SQLite (the demo) has no percentile aggregate; its data is small.
+    rows = recent.filter(status=Status.DONE, outcome=Outcome.APPLIED, processed_at__isnull=False)
+    return sorted(
         (p - (t or r)).total_seconds()
         for p, t, r in rows.values_list("processed_at", "triggered_at", "received_at")
     )
 
-    def pick(q: float) -> float | None:
-        if not lags:
-            return None
-        position = q * (len(lags) - 1)
-        low = int(position)
-        high = min(low + 1, len(lags) - 1)
-        return lags[low] + (lags[high] - lags[low]) * (position - low)
 
-    return {"count": len(lags), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99)}
-
-
-def _outcomes(events: QuerySet, since: datetime) -> dict[str, int]:
-    """applied / stale / no-op / duplicate / rejected (and failed, skipped) in the window; three
-    queries, each answered from its own partial index."""
-    recent = events.filter(received_at__gte=since)
-    row = recent.filter(processed_at__isnull=False).aggregate(
-        applied=Count("outcome", filter=Q(outcome=Outcome.APPLIED)),
-        stale=Count("outcome", filter=Q(outcome=Outcome.STALE)),
-        noop=Count("outcome", filter=Q(outcome=Outcome.NOOP)),
-        failed=Count("outcome", filter=Q(outcome=Outcome.FAILED)),
-        skipped=Count("outcome", filter=Q(outcome=Outcome.SKIPPED)),
-    )
-    duplicate = recent.filter(duplicate_deliveries__gt=0).aggregate(n=Sum("duplicate_deliveries"))["n"]
-    return {
-        "applied": row["applied"],
-        "stale": row["stale"],
-        "no-op": row["noop"],
-        "duplicate": duplicate or 0,
-        "rejected": recent.filter(status=Status.REJECTED).count(),
-        "failed": row["failed"],
-        "skipped": row["skipped"],
-    }
+def _percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks, as Postgres's percentile_cont."""
+    if not values:
+        return None
+    position = q * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
 
 
 def _dlq(shop_ids: list[int] | None, now: datetime) -> dict[str, Any]:
