@@ -16,7 +16,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
-from django.utils.timesince import timesince
 
 from search.backends.base import WRITERS
 from sync.access import visible_shop_ids
@@ -34,6 +33,7 @@ from sync.product_status import (
     product_sync_report,
     product_timeline,
 )
+from sync.templatetags.shopsync_admin import duration
 
 from .models import Product, Shop
 
@@ -201,11 +201,12 @@ class ProductAdmin(ShopScopedAdmin):
 
     @admin.display(description="freshness", ordering="indexed_at")
     def freshness(self, product: Product) -> str:
+        now = timezone.now()
         if getattr(product, "sync_state", IN_SYNC) == STALE_IN_INDEX:
-            return f"behind for {timesince(product.modified_at)}"
+            return f"behind for {duration((now - product.modified_at).total_seconds())}"
         if product.indexed_at is None:
             return "never indexed"
-        return f"indexed {timesince(product.indexed_at)} ago"
+        return f"indexed {duration((now - product.indexed_at).total_seconds())} ago"
 
     @admin.display(description="version vector (index)")
     def vector(self, product: Product):
@@ -223,7 +224,12 @@ class ProductAdmin(ShopScopedAdmin):
         description="Resync: rewrite the index document from the stored product", permissions=["operate"]
     )
     def resync(self, request, queryset: QuerySet) -> None:
-        self.say(request, products_resync(product_ids=list(queryset.values_list("pk", flat=True))))
+        result = products_resync(product_ids=list(queryset.values_list("pk", flat=True)))
+        for product in queryset.select_related(None).only(
+            "pk", "title"
+        ):  # the product's timeline shows who resynced it
+            self.log_change(request, product, [{"changed": {"fields": ["index document (resync)"]}}])
+        self.say(request, result)
 
     # Issue 4's "rescore" action joins `actions` here, calling its rescore service.
 

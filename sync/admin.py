@@ -7,6 +7,7 @@ import json
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils.html import format_html
 
 from .access import is_merchant, scope_to_shops, visible_shop_ids
@@ -180,9 +181,8 @@ class DeadLetterAdmin(ShopScopedAdmin):
     @admin.display(description="event")
     def event_link(self, letter: DeadLetter):
         event = letter.event
-        return format_html(
-            '<a href="../../webhookevent/{}/change/">#{} {}</a>', event.pk, event.pk, event.topic
-        )
+        url = reverse("admin:sync_webhookevent_change", args=[event.pk])
+        return format_html('<a href="{}">#{} {}</a>', url, event.pk, event.topic)
 
     @admin.display(description="error")
     def error_short(self, letter: DeadLetter) -> str:

@@ -59,6 +59,8 @@ def test_resync_rewrites_a_drifted_document(admin_client, catalog):
     get_backend().update(str(product.pk), {"title": "drifted"})
     assert act(admin_client, "catalog/product", "resync", [product.pk]) == ["resynced 1 of 1"]
     assert get_backend().get(str(product.pk))["title"] == product.title
+    timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
+    assert timeline[0].kind == "admin" and "index document (resync)" in timeline[0].title
 
 
 def test_resync_says_when_the_index_refuses(admin_client, catalog, monkeypatch):
@@ -92,6 +94,9 @@ def test_reprocess_queues_finished_events_and_leaves_waiting_ones(admin_client, 
 
 def test_dead_letters_replay_single_and_bulk_then_discard(admin_client, client):
     ids = _dead_letters(client, 3)
+    event = WebhookEvent.objects.get(dead_letter__pk=ids[0])
+    listed = admin_client.get("/admin/sync/deadletter/", {"resolved": "open"}).content.decode()
+    assert f'href="/admin/sync/webhookevent/{event.pk}/change/"' in listed
     assert act(admin_client, "sync/deadletter", "replay", ids[:1]) == ["replayed 1 of 1"]
     assert WebhookEvent.objects.get(dead_letter__pk=ids[0]).status == "pending"
     drain()  # still malformed: dead again, the same letter
