@@ -155,7 +155,7 @@ class ProductAdmin(ShopScopedAdmin):
         "freshness",
         "vector",
         # Issue 4's trend score and its explanation go here (columns "trend_score", "trend_explanation").
-        "update_type",
+        "update",
     )
     list_filter = (("shop", admin.RelatedOnlyFieldListFilter), "status", SyncStateFilter, "update_type")
     search_fields = ("title", "handle", "=shopify_id", "=id")
@@ -219,6 +219,10 @@ class ProductAdmin(ShopScopedAdmin):
             '<span title="stored {1}, index {2}" class="{3}">{0} {1}{4}</span>',
             ((w, s, i, "ss-warn" if s > i else "", f" ({i})" if s > i else "") for w, s, i in parts),
         )
+
+    @admin.display(description="update", ordering="update_type")
+    def update(self, product: Product) -> str:
+        return product.update_type or "—"  # manual / auto; the filter explains them
 
     @admin.action(
         description="Resync: rewrite the index document from the stored product", permissions=["operate"]

@@ -8,12 +8,14 @@ import json
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from .access import is_merchant, scope_to_shops, visible_shop_ids
 from .actions import webhook_events_reprocess
 from .dlq import dead_letter_discard, dead_letter_replay
 from .models import DeadLetter, ShopMembership, SyncRun, WebhookEvent
+from .templatetags.shopsync_admin import duration
 
 TONES = {"applied": "ok", "done": "ok", "stale": "warn", "pending": "neutral", "dead": "bad", "failed": "bad"}
 
@@ -146,12 +148,11 @@ class DeadLetterAdmin(ShopScopedAdmin):
         "id",
         "event_link",
         "shop",
-        "kind",
-        "error_class",
         "error_short",
         "failures",
-        "last_failed_at",
-        "next_replay_at",
+        "replays",
+        "last_failed",
+        "next_replay",
         "state",
     )
     list_filter = (OpenFilter, "kind", "resolution", ("shop", admin.RelatedOnlyFieldListFilter))
@@ -185,8 +186,25 @@ class DeadLetterAdmin(ShopScopedAdmin):
         return format_html('<a href="{}">#{} {}</a>', url, event.pk, event.topic)
 
     @admin.display(description="error")
-    def error_short(self, letter: DeadLetter) -> str:
-        return (letter.error[:90] + "…") if len(letter.error) > 90 else letter.error
+    def error_short(self, letter: DeadLetter):
+        message = (letter.error[:110] + "…") if len(letter.error) > 110 else letter.error
+        return format_html(
+            "<b>{}</b> · {}<br><span class='ss-muted'>{}</span>",
+            letter.error_class,
+            message,
+            letter.get_kind_display(),
+        )
+
+    @admin.display(description="last failed", ordering="last_failed_at")
+    def last_failed(self, letter: DeadLetter) -> str:
+        return f"{duration((timezone.now() - letter.last_failed_at).total_seconds())} ago"
+
+    @admin.display(description="next replay", ordering="next_replay_at")
+    def next_replay(self, letter: DeadLetter) -> str:
+        if letter.next_replay_at is None or letter.resolved_at is not None:
+            return "—"
+        wait = (letter.next_replay_at - timezone.now()).total_seconds()
+        return f"in {duration(wait)}" if wait > 0 else "due"
 
     @admin.display(description="state", ordering="resolved_at")
     def state(self, letter: DeadLetter):
