@@ -42,18 +42,6 @@ class Migration(migrations.Migration):
                 'ordering': ['-created_at', '-id'],
             },
         ),
-        migrations.AddIndex(
-            model_name='webhookevent',
-            index=models.Index(condition=models.Q(('processed_at__isnull', False)), fields=['received_at'], include=('processed_at', 'triggered_at', 'status', 'outcome', 'shop'), name='webhook_event_finished'),
-        ),
-        migrations.AddIndex(
-            model_name='webhookevent',
-            index=models.Index(condition=models.Q(('status', 'rejected')), fields=['received_at'], include=('shop',), name='webhook_event_rejected'),
-        ),
-        migrations.AddIndex(
-            model_name='webhookevent',
-            index=models.Index(condition=models.Q(('duplicate_deliveries__gt', 0)), fields=['received_at'], include=('duplicate_deliveries', 'shop'), name='webhook_event_repeated'),
-        ),
         migrations.AddField(
             model_name='shopmembership',
             name='shop',
