@@ -32,6 +32,7 @@ from sync.product_status import (
     product_events,
     product_sync_report,
     product_timeline,
+    sync_state_sets,
 )
 from sync.templatetags.shopsync_admin import duration
 
@@ -191,7 +192,11 @@ class ProductAdmin(ShopScopedAdmin):
         queryset = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
             queryset = queryset.defer("body_html", "images", "metafields", "options")
-            return annotate_sync_state(queryset, shop_ids=visible_shop_ids(request.user))
+            # The changelist asks for its queryset twice per page: the event scans run once.
+            sets = getattr(request, "_shopsync_state_sets", None)
+            if sets is None:
+                sets = request._shopsync_state_sets = sync_state_sets(shop_ids=visible_shop_ids(request.user))
+            return annotate_sync_state(queryset, failed=sets[0], waiting=sets[1])
         return queryset
 
     @admin.display(description="sync", ordering="sync_state")

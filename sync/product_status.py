@@ -35,7 +35,7 @@ ORDER_TOPIC = "orders/create"
 # days of a busy shop's traffic, bounded so the page stays fast on any history.
 TIMELINE_SCAN_EVENTS = 5000
 # The product list's "pending" and "failed" states read at most this many waiting or dead events.
-STATE_SCAN_EVENTS = 10000
+STATE_SCAN_EVENTS = 5000
 
 IN_SYNC, PENDING, FAILED, STALE_IN_INDEX = "in sync", "pending", "failed", "stale in index"
 SYNC_STATES = (IN_SYNC, PENDING, FAILED, STALE_IN_INDEX)
@@ -66,16 +66,23 @@ def with_vector_components(queryset: QuerySet) -> QuerySet:
     return queryset.alias(**{f"vv_{w}": _component("version_vector", w) for w in WRITERS})
 
 
-def annotate_sync_state(queryset: QuerySet, *, shop_ids: list[int] | None) -> QuerySet:
-    """Adds `sync_state`: failed (an open dead letter touches it) > stale in index (a stored
-    change not yet in the index) > pending (an event for it is waiting) > in sync."""
+def sync_state_sets(*, shop_ids: list[int] | None) -> tuple[list[int], list[int]]:
+    """The products an open dead letter touches, and those a waiting event touches."""
     failed = products_of_events(
         WebhookEvent.objects.filter(
             status=WebhookEvent.Status.DEAD, dead_letter__isnull=False, dead_letter__resolved_at__isnull=True
         ),
         shop_ids=shop_ids,
     )
-    waiting = products_of_events(WebhookEvent.objects.filter(status__in=WAITING), shop_ids=shop_ids)
+    # Two equality arms (not IN), so Postgres reads each from its partial index (pending; leased).
+    waiting_q = Q(status=WebhookEvent.Status.PENDING) | Q(status=WebhookEvent.Status.PROCESSING)
+    waiting = products_of_events(WebhookEvent.objects.filter(waiting_q), shop_ids=shop_ids)
+    return failed, waiting
+
+
+def annotate_sync_state(queryset: QuerySet, *, failed: list[int], waiting: list[int]) -> QuerySet:
+    """Adds `sync_state`: failed (an open dead letter touches it) > stale in index (a stored
+    change not yet in the index) > pending (an event for it is waiting) > in sync."""
     return with_vector_components(queryset).annotate(
         sync_state=Case(
             When(pk__in=failed, then=Value(FAILED)),
