@@ -3,11 +3,7 @@ answer to "why is this stale?", an activity timeline, and actions that call serv
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpResponseRedirect
@@ -19,7 +15,7 @@ from django.utils.html import format_html_join
 
 from search.backends.base import WRITERS
 from sync.access import visible_shop_ids
-from sync.actions import products_resync, sync_run_start
+from sync.actions import products_resync, sync_run_start, upload_store
 from sync.admin import ShopMembershipInline, ShopScopedAdmin, pill
 from sync.models import SyncRun
 from sync.product_status import (
@@ -107,7 +103,7 @@ class ShopAdmin(ShopScopedAdmin):
             return HttpResponseRedirect(reverse("admin:catalog_shop_changelist"))
         form = BackfillForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            target = _stored_upload(form.cleaned_data["export"])
+            target = upload_store(upload=form.cleaned_data["export"])
             run = sync_run_start(shop=shop, kind=SyncRun.Kind.BACKFILL, user=request.user, source=str(target))
             self.say(
                 request,
@@ -122,16 +118,6 @@ class ShopAdmin(ShopScopedAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/shopsync/backfill.html", context)
-
-
-def _stored_upload(upload) -> Path:
-    folder = Path(settings.VAR_DIR) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{uuid.uuid4().hex}-{Path(upload.name).name}"
-    with target.open("wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
-    return target
 
 
 class SyncStateFilter(admin.SimpleListFilter):

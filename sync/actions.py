@@ -6,9 +6,11 @@ say it ("resynced 3 of 3").
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -109,6 +111,17 @@ def webhook_events_reprocess(*, event_ids: list[int]) -> ActionResult:
     if result.done:
         drain_wakeup_on_commit()
     return result
+
+
+def upload_store(*, upload) -> Path:
+    """Keep an uploaded import file under SHOPSYNC_VAR_DIR/uploads/ for a backfill run to read."""
+    folder = Path(settings.VAR_DIR) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex}-{Path(upload.name).name}"
+    with target.open("wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return target
 
 
 def sync_run_start(
