@@ -1,14 +1,16 @@
-"""URL routes: the webhook ingress, the admin, and a health check."""
+"""URL routes: the webhook ingress, the admin (and its sync dashboard), and a health check."""
 
 from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
+from sync.dashboard import dashboard_view
 from sync.views import ShopifyWebhookView, healthz
 
 urlpatterns = [
     path("webhooks/shopify", ShopifyWebhookView.as_view(), name="shopify-webhook"),
     path("healthz", healthz, name="healthz"),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="sync-dashboard"),
     path("admin/", admin.site.urls),
 ]
 

@@ -26,3 +26,10 @@ def reconcile_all_shops() -> str:
 
     reports = [reconcile_shop(shop=shop, repair=True) for shop in Shop.objects.all()]
     return ", ".join(f"{r.shop}: repaired {r.repaired}" for r in reports) or "no shops"
+
+
+def sync_run_execute(run_id: int) -> str:
+    """A backfill or reconcile run started from the admin."""
+    from .actions import sync_run_execute as execute
+
+    return execute(run_id=run_id).summary
