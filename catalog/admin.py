@@ -11,11 +11,11 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from search.backends.base import WRITERS
 from sync.access import visible_shop_ids
-from sync.actions import products_resync, sync_run_start, upload_store
+from sync.actions import products_rescore_now, products_resync, sync_run_start, upload_store
 from sync.admin import ShopMembershipInline, ShopScopedAdmin, pill
 from sync.models import SyncRun
 from sync.product_status import (
@@ -135,20 +135,20 @@ class SyncStateFilter(admin.SimpleListFilter):
 class ProductAdmin(ShopScopedAdmin):
     list_display = (
         "title",
-        "shop",
-        "shopify_id",
+        "shop_name",
         "status",
         "state_pill",
         "freshness",
         "vector",
-        # Issue 4's trend score and its explanation go here (columns "trend_score", "trend_explanation").
+        "trend",
+        "trend_why",
         "update",
     )
     list_filter = (("shop", admin.RelatedOnlyFieldListFilter), "status", SyncStateFilter, "update_type")
     search_fields = ("title", "handle", "=shopify_id", "=id")
     list_select_related = ("shop",)
     list_per_page = 50
-    actions = ["resync"]
+    actions = ["resync", "rescore"]
     change_form_template = "admin/catalog/product/change_form.html"
     readonly_fields = (
         "shop",
@@ -166,6 +166,11 @@ class ProductAdmin(ShopScopedAdmin):
         "search_hash",
         "embed_text_hash",
         "score_inputs_hash",
+        "trend_score",
+        "trend_explanation",
+        "trend_scored_at",
+        "embedding_model",
+        "embedded_at",
         "version_vector",
         "index_vector",
         "indexed_at",
@@ -177,7 +182,7 @@ class ProductAdmin(ShopScopedAdmin):
     def get_queryset(self, request) -> QuerySet:
         queryset = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
-            queryset = queryset.defer("body_html", "images", "metafields", "options")
+            queryset = queryset.defer("body_html", "images", "metafields", "options", "embedding")
             # The changelist asks for its queryset twice per page: the event scans run once.
             sets = getattr(request, "_shopsync_state_sets", None)
             if sets is None:
@@ -211,6 +216,23 @@ class ProductAdmin(ShopScopedAdmin):
             ((w, s, i, "ss-warn" if s > i else "", f" ({i})" if s > i else "") for w, s, i in parts),
         )
 
+    @admin.display(description="shop", ordering="shop__domain")
+    def shop_name(self, product: Product):
+        domain = product.shop.domain
+        return format_html('<span title="{}">{}</span>', domain, domain.removesuffix(".myshopify.com"))
+
+    @admin.display(description="trend", ordering="trend_score")
+    def trend(self, product: Product) -> str:
+        return "—" if product.trend_score is None else f"{product.trend_score:.2f}"
+
+    @admin.display(description="why")
+    def trend_why(self, product: Product):
+        text = product.trend_explanation
+        if not text:
+            return "—"
+        short = text if len(text) <= 60 else text[:59] + "…"  # the whole of it on hover
+        return format_html('<span title="{}">{}</span>', text, short)
+
     @admin.display(description="update", ordering="update_type")
     def update(self, product: Product) -> str:
         return product.update_type or "—"  # manual / auto; the filter explains them
@@ -226,7 +248,9 @@ class ProductAdmin(ShopScopedAdmin):
             self.log_change(request, product, [{"changed": {"fields": ["index document (resync)"]}}])
         self.say(request, result)
 
-    # Issue 4's "rescore" action joins `actions` here, calling its rescore service.
+    @admin.action(description="Rescore: recompute the trend score now", permissions=["operate"])
+    def rescore(self, request, queryset: QuerySet) -> None:
+        self.say(request, products_rescore_now(product_ids=list(queryset.values_list("pk", flat=True))))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         product = self.get_object(request, object_id)

@@ -84,6 +84,7 @@ class Product(models.Model):
     embedding = models.BinaryField(null=True, blank=True, editable=False)
     embedding_model = models.CharField(max_length=128, blank=True)
     embedded_text_hash = models.CharField(max_length=64, blank=True)
+    embedded_at = models.DateTimeField(null=True, blank=True)
     # The scoring writer's state: the latest trend score in [0, 1], why, and the hash of the
     # signals it was computed from (scoring skips a product whose inputs hash is unchanged).
     # Every score ever stored is kept in scoring.TrendScore.

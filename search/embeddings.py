@@ -30,6 +30,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from catalog.models import Product
@@ -240,6 +241,7 @@ def _embed_batch(ids: list[int], encoder: Encoder, batch_size: int, stats: Embed
         known.update((h, vector_to_bytes(v)) for h, v in zip(missing, vectors, strict=True))
         stats.encoded += len(missing)
     rows = []
+    now = timezone.now()
     with transaction.atomic():
         # Locked in pk order, as the indexer locks: two transactions never wait on each other in a cycle.
         locked = Product.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk")
@@ -249,8 +251,10 @@ def _embed_batch(ids: list[int], encoder: Encoder, batch_size: int, stats: Embed
                 continue  # its text changed while we were encoding: the next round takes it
             stats.reused += product.embed_text_hash not in missing
             version_bump(product, "embedding")
-            rows.append((product.pk, vector, encoder.name, product.embed_text_hash, product.version_vector))
-        fields = ["embedding", "embedding_model", "embedded_text_hash", "version_vector"]
+            rows.append(
+                (product.pk, vector, encoder.name, product.embed_text_hash, now, product.version_vector)
+            )
+        fields = ["embedding", "embedding_model", "embedded_text_hash", "embedded_at", "version_vector"]
         bulk_set(Product, fields, rows)
     stats.products += len(rows)
     return [row[0] for row in rows]

@@ -88,6 +88,30 @@ def _versions(product: Product) -> dict[str, int]:
     return {version_field(w): vector[w] for w in WRITERS if w in vector}
 
 
+def products_rescore_now(*, product_ids: list[int]) -> ActionResult:
+    """Recompute the trend score of each live product with the configured scorer, even when its
+    inputs are unchanged, and write it to the index. The local scorer answers at once; with the
+    LLM scorer (seconds per product) the products are queued for the scoring worker instead, with
+    their inputs hash cleared so the worker cannot skip them as unchanged."""
+    from scoring.services import products_rescore, rescore_request
+
+    ids = sorted(set(product_ids))
+    live = Product.objects.filter(pk__in=ids, deleted_at__isnull=True)
+    scorer = settings.SCORING_SCORER
+    if scorer == "llm":
+        result = ActionResult("queued for rescoring by the LLM", total=len(ids))
+        with transaction.atomic():
+            live.update(trend_inputs_hash="")
+            result.done = rescore_request(product_ids=live.values_list("pk", flat=True))
+    else:
+        result = ActionResult("rescored", total=len(ids))
+        stats = products_rescore(live, scorer=scorer, force=True)
+        result.done = stats.scored
+    if gone := len(ids) - result.done:
+        result.problems.append(f"{gone} deleted in Shopify")
+    return result
+
+
 def webhook_events_reprocess(*, event_ids: list[int]) -> ActionResult:
     """Queue finished, failed or dead events to be processed again (harmless on applied ones:
     they come out stale or no-op). Events already waiting, and rejected ones (malformed: they

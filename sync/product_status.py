@@ -24,6 +24,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 
 from catalog.models import Product, Variant
+from scoring.selectors import product_score_history
 from search.backends.base import WRITERS
 
 from .models import DeadLetter, WebhookEvent
@@ -245,7 +246,7 @@ class TimelineEntry:
 
 def product_timeline(product: Product, events: Iterable[WebhookEvent]) -> list[TimelineEntry]:
     """Everything that touched the product, newest first: deliveries and what they did, index
-    writes, admin actions. (Embedding and score history join here when the scoring app has it.)"""
+    writes, admin actions, the last embedding and the trend scores."""
     entries: list[TimelineEntry] = []
     tones = {"applied": "ok", "stale": "warn", "no-op": "neutral", "failed": "bad", "rejected": "bad"}
     for e in events:
@@ -267,5 +268,19 @@ def product_timeline(product: Product, events: Iterable[WebhookEvent]) -> list[T
     entries.append(
         TimelineEntry(product.created_at, "catalog", "first stored in the catalog", product.handle)
     )
-    # Issue 4 adds embedding and score history: their entries are appended here.
+    if product.embedded_at:
+        entries.append(
+            TimelineEntry(product.embedded_at, "embedding", "embedded", product.embedding_model, "ok")
+        )
+    for score in product_score_history(product_id=product.pk, limit=20):
+        source = score.scorer + (f" (fallback: {score.fallback_reason})" if score.fallback else "")
+        entries.append(
+            TimelineEntry(
+                score.created_at,
+                "score",
+                f"trend score {score.score:.2f} by {source}",
+                score.explanation,
+                "warn" if score.fallback else "ok",
+            )
+        )
     return sorted(entries, key=lambda entry: entry.at, reverse=True)

@@ -8,11 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from catalog.models import Product
+from scoring.services import products_rescore
+from search.embeddings import products_embed_pending
 from sync.models import DeadLetter, WebhookEvent
 from tests.console_data import DEMO_SHOP, generate_activity, load_catalog
 from tests.helpers import ROOT
+from tests.scoring.helpers import order_stream
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
@@ -68,6 +72,10 @@ def test_console_in_a_real_browser(live_server, client, django_user_model, brows
     run = load_catalog(DEMO_SHOP, real=True)
     shop = run.shop
     generate_activity(client, shop, products=40, stock_updates=10)
+    products = list(Product.objects.filter(shop=shop, shopify_id__isnull=False).order_by("pk"))
+    order_stream(products, now=timezone.now(), orders=120)
+    assert products_embed_pending().products == Product.objects.filter(shop=shop).count()
+    assert products_rescore(Product.objects.filter(shop=shop)).scored > 0
     django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password-1")
     letter = DeadLetter.objects.get(resolved_at__isnull=True)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -100,6 +108,9 @@ def test_console_in_a_real_browser(live_server, client, django_user_model, brows
     assert page.locator("#ss-timeline li").count() >= 3
     page.screenshot(path=str(ARTIFACTS / "product.png"), full_page=True)
 
-    page.goto(f"{live_server.url}/admin/catalog/product/?shop__id__exact={shop.pk}")
+    # Sorted by trend score, highest first (column 7: the action checkbox is column 0).
+    page.goto(f"{live_server.url}/admin/catalog/product/?shop__id__exact={shop.pk}&o=-7")
     page.screenshot(path=str(ARTIFACTS / "products.png"), full_page=False)
+    top = Product.objects.filter(shop=shop).order_by("-trend_score").first()
+    assert f"{top.trend_score:.2f}" in page.locator("#result_list tbody tr").first.inner_text()
     assert os.path.getsize(ARTIFACTS / "dashboard.png") > 10_000

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from django.utils.html import escape
 
 from catalog.models import Product
 from search.backends import get_backend
@@ -217,3 +218,48 @@ def test_event_page_shows_headers_and_body_verbatim(admin_client, client):
     html = admin_client.get(f"/admin/sync/webhookevent/{event.pk}/change/").content.decode()
     assert "{&quot;id&quot;: 1,  &quot;title&quot;: &quot;café \\/ spaced&quot;}" in html
     assert "X-Shopify-Webhook-Id" in html and "verbatim" in html
+
+
+def test_rescore_action_scores_writes_the_index_and_shows_why(admin_client, catalog):
+    from scoring.models import TrendScore
+
+    ids = list(Product.objects.filter(shop__domain=SHOP).order_by("pk").values_list("pk", flat=True))
+    n = len(ids)
+    assert n >= 2 and act(admin_client, "catalog/product", "rescore", ids) == [f"rescored {n} of {n}"]
+    assert TrendScore.objects.filter(product_id__in=ids).count() == n
+    product = Product.objects.get(pk=ids[0])
+    assert 0.0 <= product.trend_score <= 1.0 and product.trend_explanation
+    assert get_backend().get(str(product.pk))["trend_score"] == pytest.approx(product.trend_score)
+    # Unchanged inputs: the action recomputes all the same (it is what the operator asked for).
+    assert act(admin_client, "catalog/product", "rescore", ids) == [f"rescored {n} of {n}"]
+    assert TrendScore.objects.filter(product_id__in=ids).count() == 2 * n
+
+    product.refresh_from_db()
+    listed = admin_client.get("/admin/catalog/product/", {"q": product.handle}).content.decode()
+    assert f'<td class="field-trend">{product.trend_score:.2f}</td>' in listed
+    assert f'title="{escape(product.trend_explanation)}"' in listed
+    timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
+    scores = [e for e in timeline if e.kind == "score"]
+    assert len(scores) == 2 and scores[0].title == f"trend score {product.trend_score:.2f} by local"
+
+
+def test_rescore_action_with_the_llm_queues_and_names_deleted_products(admin_client, catalog, settings):
+    settings.SCORING_SCORER = "llm"
+    products = list(Product.objects.filter(shop__domain=SHOP).order_by("pk")[:2])
+    Product.objects.filter(pk=products[1].pk).update(deleted_at=timezone.now())
+    messages = act(admin_client, "catalog/product", "rescore", [p.pk for p in products])
+    assert messages == ["queued for rescoring by the LLM 1 of 2 (1 deleted in Shopify)"]
+    queued = Product.objects.get(pk=products[0].pk)
+    assert queued.trend_requested_at is not None and queued.trend_inputs_hash == ""
+
+
+def test_timeline_shows_the_embedding(admin_client, catalog):
+    from search.embeddings import products_embed_pending
+
+    product = Product.objects.filter(shop__domain=SHOP).first()
+    assert products_embed_pending().products > 0
+    product.refresh_from_db()
+    assert product.embedded_at is not None
+    timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
+    [entry] = [e for e in timeline if e.kind == "embedding"]
+    assert entry.title == "embedded" and entry.detail == product.embedding_model
