@@ -45,6 +45,7 @@ def product_apply(*, shop: Shop, data: CanonicalProduct, source: str) -> ApplyRe
                 return ApplyResult(STALE, product, stale)
         new_hash = search_hash(data)
         content_changed = product is None or product.search_hash != new_hash
+        created = product is None
         product = product or Product(shop=shop)
         inventory_changed = content_changed or _inventory_changed(product, data)
         if not content_changed and not inventory_changed:
@@ -56,7 +57,7 @@ def product_apply(*, shop: Shop, data: CanonicalProduct, source: str) -> ApplyRe
         product.embed_text_hash, product.score_inputs_hash = embed_hash, score_hash
         _assign(product, data, new_hash, source, content_changed, inventory_changed)
         product.save()
-        _replace_variants(product, data)
+        _replace_variants(product, data, created=created)
         return ApplyResult(
             APPLIED,
             product,
@@ -223,25 +224,49 @@ def _assign(
     product.update_type = Product.UpdateType.MANUAL if content_changed else Product.UpdateType.AUTO
 
 
-def _replace_variants(product: Product, data: CanonicalProduct) -> None:
-    # Variants are few per product and always arrive complete, so replacing is simpler and as
-    # cheap as diffing them.
-    Variant.objects.filter(product=product).delete()
+# The variant columns a product payload sets, in the order _variant_row gives their values.
+VARIANT_COLUMNS = (
+    "shopify_id",
+    "title",
+    "sku",
+    "barcode",
+    "price",
+    "compare_at_price",
+    "position",
+    "option_values",
+    "inventory_item_id",
+    "inventory_quantity",
+    "inventory_policy",
+)
+
+
+def _variant_row(v) -> tuple:
+    return (
+        v.shopify_id,
+        v.title[:512],
+        v.sku[:255],
+        v.barcode[:255],
+        v.price,
+        v.compare_at_price,
+        v.position,
+        v.option_values,
+        v.inventory_item_id,
+        v.inventory_quantity,
+        v.inventory_policy[:16],
+    )
+
+
+def _replace_variants(product: Product, data: CanonicalProduct, *, created: bool) -> None:
+    """Store the data's variants. Variants always arrive complete, so a change replaces them all;
+    most content edits (title, description, tags) leave them as they were, and then one read
+    saves the delete and the insert (bench/drain.py's content updates)."""
+    rows = [_variant_row(v) for v in data.variants]
+    if not created:
+        stored = Variant.objects.filter(product=product).order_by("pk").values_list(*VARIANT_COLUMNS)
+        if list(stored) == rows:
+            return
+        Variant.objects.filter(product=product).delete()
     Variant.objects.bulk_create(
-        Variant(
-            product=product,
-            shop_id=product.shop_id,
-            shopify_id=v.shopify_id,
-            title=v.title[:512],
-            sku=v.sku[:255],
-            barcode=v.barcode[:255],
-            price=v.price,
-            compare_at_price=v.compare_at_price,
-            position=v.position,
-            option_values=v.option_values,
-            inventory_item_id=v.inventory_item_id,
-            inventory_quantity=v.inventory_quantity,
-            inventory_policy=v.inventory_policy[:16],
-        )
-        for v in data.variants
+        Variant(product=product, shop_id=product.shop_id, **dict(zip(VARIANT_COLUMNS, row, strict=True)))
+        for row in rows
     )

@@ -81,3 +81,21 @@ def test_inventory_only_webhook_writes_only_inventory_fields(client, index_fault
     drain()
     written = [(r.write.writer, sorted(r.write.fields), r.outcome) for r in index_faults.results]
     assert written == [("inventory", ["inventory_total"], "applied")]
+
+
+def test_variants_are_rewritten_only_when_they_change(shop):
+    from catalog.models import Variant
+
+    _apply(shop, _payload())
+    before = list(Variant.objects.order_by("pk").values_list("pk", "price"))
+    _apply(shop, _payload(title="Ski Wax Pro", updated_at="2024-05-07T09:00:00+07:00"))
+    assert list(Variant.objects.order_by("pk").values_list("pk", "price")) == before  # left as they were
+
+    payload = _payload(title="Ski Wax Pro", updated_at="2024-05-08T09:00:00+07:00")
+    payload["variants"][0]["price"] = "99.50"
+    payload["variants"] = payload["variants"][:2]  # and one variant removed in Shopify
+    result = _apply(shop, payload)
+    assert result.outcome == APPLIED and result.content_changed
+    stored = list(Variant.objects.order_by("pk").values_list("shopify_id", "price"))
+    assert [str(price) for _, price in stored] == ["99.5000", str(before[1][1])]
+    assert [vid for vid, _ in stored] == [v["id"] for v in payload["variants"]]
