@@ -41,8 +41,10 @@ from .fields import EMBEDDING_DIMENSIONS
 
 logger = logging.getLogger("shopsync.embeddings")
 
-# Pending products taken per round: a few encode batches, and row locks held only that long.
-PENDING_BATCH = 256
+# Pending products taken per round (encoded outside any lock; row locks only while storing). One
+# model.encode call sorts its texts by length, so fewer, larger rounds pad less: two calls of 256
+# encoded ~5 % slower than one of 512 here. 1,024 texts are ~5 s of encoding and ~2 MB of vectors.
+PENDING_BATCH = 1024
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
