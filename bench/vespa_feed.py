@@ -12,9 +12,9 @@ time per round is measured, so a stand-in that is the bottleneck for both shows 
 
     .venv/bin/python bench/vespa_feed.py [--docs 10000] [--rounds 3] [--concurrency 64] [--profile]
 
-No embedding model is on this branch: embeddings are deterministic pseudo-random unit vectors
-(seeded by document), which costs the feed the same bytes as real ones. Results go to
-bench/results/vespa_feed.json.
+Embeddings are deterministic pseudo-random unit vectors (seeded by document): 384 floats each,
+the same bytes on the wire as the model's, without loading the model into the process measured.
+Results go to bench/results/vespa_feed.json.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from search.backends.base import IndexWrite, WriteOutcome, version_field  # noqa
 from search.backends.vespa import VespaBackend  # noqa: E402
 from search.fields import EMBEDDING_DIMENSIONS  # noqa: E402
 from search.vespa_app.build import DOCUMENT_TYPE  # noqa: E402
+from tests.helpers import SHARED_FIXTURES  # noqa: E402
 from tests.search.fake_vespa.server import free_port  # noqa: E402
 
 CATALOG = "catalog/products_export__hair-extensions-store_2025__84-products.csv"
@@ -62,14 +63,10 @@ SHOP = "hair-extensions-demo.myshopify.com"
 RESULTS = ROOT / "bench" / "results"
 
 
-def fixtures_dir() -> Path:
-    return Path(os.environ.get("SHOPSYNC_FIXTURES", ROOT.parent.parent / "shared" / "fixtures"))
-
-
 def catalog_writes(count: int) -> list[IndexWrite]:
     """Two writes per document (content with create, embedding without), `count` documents made
     by replicating the real catalog."""
-    path = fixtures_dir() / CATALOG
+    path = SHARED_FIXTURES / CATALOG
     if not path.exists():
         raise SystemExit(f"the real catalog is not at {path}; set SHOPSYNC_FIXTURES")
     with path.open(newline="", encoding="utf-8") as stream:
@@ -262,7 +259,7 @@ def main() -> None:
     writes = catalog_writes(args.docs)
     print(f"{args.docs} documents ({len(writes)} operations: content + embedding each), from {CATALOG}")
     print(f"our backend: CONCURRENCY {args.concurrency}, COMPRESS {args.compress}; vespa feed: its defaults")
-    print("embeddings: deterministic pseudo-random unit vectors (no embedding model on this branch)")
+    print("embeddings: deterministic pseudo-random unit vectors (the model's size; the model is not loaded)")
     stand_in = StandIn()
     rows: dict[str, list[dict]] = {"ours": [], "vespa feed": []}
     try:
