@@ -56,6 +56,8 @@ class DrainStats:
     paused: bool = False
     paused_until: datetime | None = None
     cpu_seconds: float = 0.0  # set by whoever times the drain (the benchmark)
+    # Events of the current batch that went to the dead-letter queue (reported to on_event too).
+    dead: list[WebhookEvent] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -92,9 +94,10 @@ def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEven
     (one backend call for the batch), then record every finished event in one UPDATE."""
     kept, superseded = coalesce(batch)
     done: list[tuple[WebhookEvent, Handled]] = []
-    inventory = [event for event in kept if event.topic == INVENTORY_TOPIC]
-    handled = _apply_inventory(inventory, stats)
-    handled += [(e, h) for e in kept if e.topic != INVENTORY_TOPIC and (h := _apply(e, stats)) is not None]
+    # Products before stock: a product created in this batch has its variants when the batch's
+    # inventory levels arrive, so they count at once instead of being parked for it.
+    handled = [(e, h) for e in kept if e.topic != INVENTORY_TOPIC and (h := _apply(e, stats)) is not None]
+    handled += _apply_inventory([event for event in kept if event.topic == INVENTORY_TOPIC], stats)
     failures = _sync_index([pk for _, h in handled for pk in h.product_ids])
     for event, h in handled:
         failure = next((failures[pk] for pk in h.product_ids if pk in failures), None)
@@ -109,6 +112,10 @@ def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEven
         else:  # the newer one failed: this one must not be lost with it, so it goes back in line
             _release([event])
     _finish_all(done, stats, on_event)
+    dead, stats.dead = stats.dead, []
+    if on_event:
+        for event in dead:
+            on_event(event)
 
 
 def _applied_earlier(event: WebhookEvent, handled: Handled) -> Handled:
@@ -236,6 +243,7 @@ def _fail(
         kind = DeadLetter.Kind.PERMANENT if permanent else DeadLetter.Kind.EXHAUSTED
         dead_letter_record(event=event, kind=kind, error_class=type(exc).__name__, error=error)
         stats.outcomes[Outcome.FAILED] += 1
+        stats.dead.append(event)
         logger.error("event %s (%s) dead-lettered (%s): %s", event.pk, event.topic, kind, error)
         return
     delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(event.attempts - 1, 0))

@@ -154,6 +154,30 @@ def test_inventory_before_product_is_parked_then_counted(client, index):
     assert index.get(str(product.pk))["inventory_total"] == 0  # the parked level, not the payload's 1
 
 
+def test_stock_delivered_after_its_product_in_one_batch_counts_at_once(client, index):
+    shop = "wiw.myshopify.com"
+    level = webhook_body("inventory_levels_update__swordfox-wiw_2020-05__raw_body.json")
+    post_webhook(client, webhook_body(SWORDFOX), shop=shop, webhook_id="p")
+    post_webhook(client, level, topic="inventory_levels/update", shop=shop, webhook_id="inv")
+    drain()  # one batch: the product is applied before the batch's stock
+    assert _outcomes() == {"p": "applied", "inv": "applied"}
+    assert "counted once it arrives" not in WebhookEvent.objects.get(webhook_id="inv").note
+    product = Product.objects.get(shopify_id=4643710664801)
+    assert index.get(str(product.pk))["inventory_total"] == 0  # the level's, not the payload's 1
+
+
+def test_drain_command_lists_dead_lettered_events_too(client, capsys):
+    from django.core.management import call_command
+
+    post_webhook(client, webhook_body(SWORDFOX), shop="wiw.myshopify.com", webhook_id="p")
+    post_webhook(client, b'{"id": 1}', shop="wiw.myshopify.com", webhook_id="bad")
+    call_command("drain", "--verbose-events")
+    out = capsys.readouterr().out
+    bad = WebhookEvent.objects.get(webhook_id="bad")
+    assert f"#{bad.pk} products/update" in out and "malformed payload: product has no 'title'" in out
+    assert "failed 1" in out
+
+
 def test_orders_create_records_line_items(client):
     body = webhook_body("orders_create__membi-devstore_2025-01__body.json")
     post_webhook(client, body, topic="orders/create", shop="membi.myshopify.com", webhook_id="o1")
