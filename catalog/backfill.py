@@ -49,17 +49,34 @@ class BatchResult:
 def backfill_batches(*, shop: Shop, path: Path, batch_size: int = BATCH_SIZE) -> Iterator[BatchResult]:
     """Apply the file's products in batches; yields what each batch did."""
     batch = BatchResult()
-    for item in _items(path):
-        batch.items += 1
-        if item.error or item.product is None:
-            batch.errors.append(f"{item.where}: {item.error}")
-        else:
-            _apply(shop, item, batch)
-        if batch.items >= batch_size:
+    try:
+        for item in _items(path):
+            batch.items += 1
+            if item.error or item.product is None:
+                batch.errors.append(f"{item.where}: {item.error}")
+            else:
+                _apply(shop, item, batch)
+            if batch.items >= batch_size:
+                yield batch
+                batch = BatchResult()
+    except NormalizationError:
+        # The file broke part-way (bad bytes): what this batch stored is still reported, so the
+        # caller indexes it and its checkpoint covers it, before the error ends the import.
+        if batch.items:
             yield batch
-            batch = BatchResult()
+        raise
     if batch.items:
         yield batch
+
+
+def backfill_source_check(*, path: Path) -> None:
+    """Raise NormalizationError unless `path` reads as an import file (its header, or first item,
+    is parsed): a wrong file is refused before anything is recorded for it."""
+    items = _items(path)
+    try:
+        next(items, None)
+    finally:
+        items.close()
 
 
 def _apply(shop: Shop, item: SourceItem, batch: BatchResult) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from catalog.backfill import backfill_batches
+from catalog.backfill import BATCH_SIZE as BACKFILL_BATCH_SIZE
+from catalog.backfill import BatchResult, backfill_batches
 from catalog.models import Product, Shop
 from catalog.normalize import NormalizationError
+from scoring.services import derived_work_request
 from search.backends import get_backend
 from search.backends.base import WRITERS, IndexError_, version_field
 from search.documents import product_doc_id, product_document
@@ -30,6 +33,8 @@ from .reconcile import reconcile_shop
 logger = logging.getLogger("shopsync.console")
 # A run keeps this many error lines (the rest are counted): enough to see the pattern.
 RUN_MAX_ERRORS = 50
+# Told after each batch of a backfill run executed in the caller's process (the command's progress).
+RunProgress = Callable[[SyncRun, BatchResult], None] | None
 
 
 @dataclass(slots=True)
@@ -149,16 +154,25 @@ def upload_store(*, upload) -> Path:
 
 
 def sync_run_start(
-    *, shop: Shop, kind: str, user=None, source: str = "", repair: bool = True, run_now: bool = False
+    *,
+    shop: Shop,
+    kind: str,
+    user=None,
+    source: str = "",
+    repair: bool = True,
+    run_now: bool = False,
+    batch_size: int = BACKFILL_BATCH_SIZE,
+    progress: RunProgress = None,
 ) -> SyncRun:
-    """Record a backfill or reconcile run and have a worker execute it after commit (or now)."""
+    """Record a backfill or reconcile run and have a worker execute it after commit, or execute it
+    now (`manage.py backfill`: with `progress` called after each batch)."""
     if kind == SyncRun.Kind.BACKFILL and not Path(source).is_file():
         raise ValueError(f"no such import file: {source}")
     run = SyncRun.objects.create(
         shop=shop, kind=kind, source=source, repair=repair, started_by=user if user and user.pk else None
     )
     if run_now:
-        return sync_run_execute(run_id=run.pk)
+        return sync_run_execute(run_id=run.pk, batch_size=batch_size, progress=progress)
 
     def enqueue() -> None:
         from django_q.tasks import async_task
@@ -169,7 +183,9 @@ def sync_run_start(
     return run
 
 
-def sync_run_execute(*, run_id: int) -> SyncRun:
+def sync_run_execute(
+    *, run_id: int, batch_size: int = BACKFILL_BATCH_SIZE, progress: RunProgress = None
+) -> SyncRun:
     """Execute a queued run (a worker task); a run already started elsewhere is left alone."""
     claimed = SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
         status=SyncRun.Status.RUNNING, started_at=timezone.now()
@@ -179,7 +195,7 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
         return run
     try:
         if run.kind == SyncRun.Kind.BACKFILL:
-            _backfill(run)
+            _backfill(run, batch_size, progress)
         else:
             _reconcile(run)
         run.status = SyncRun.Status.DONE
@@ -192,10 +208,11 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
     return run
 
 
-def _backfill(run: SyncRun) -> None:
+def _backfill(run: SyncRun, batch_size: int, progress: RunProgress) -> None:
     indexed = errors = 0
-    for batch in backfill_batches(shop=run.shop, path=Path(run.source)):
+    for batch in backfill_batches(shop=run.shop, path=Path(run.source), batch_size=batch_size):
         indexed += products_reindex(batch.changed_product_ids)
+        derived_work_request(batch.embed_changed, batch.score_changed_ids)
         for outcome, n in batch.outcomes.items():
             run.counts[outcome] = run.counts.get(outcome, 0) + n
         errors += len(batch.errors)
@@ -203,6 +220,8 @@ def _backfill(run: SyncRun) -> None:
         run.cursor += batch.items  # the checkpoint moves only after the batch's writes
         run.counts["indexed"] = indexed
         run.save(update_fields=["counts", "errors", "cursor"])
+        if progress:
+            progress(run, batch)
     applied = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()) if k != "indexed")
     run.summary = f"read {run.cursor}: {applied or 'nothing applied'}; indexed {indexed}; {errors} errors"
 

@@ -169,6 +169,36 @@ def test_file_that_is_not_utf8_is_a_clear_error(tmp_path):
         call_command("backfill", "--from-file", str(path), "--shop", SHOP)
 
 
+def test_a_file_that_is_not_an_export_leaves_no_shop_behind(tmp_path):
+    from catalog.models import Shop
+
+    path = tmp_path / "notes.csv"
+    path.write_text("# my notes\nnothing to import here\n")
+    with pytest.raises(CommandError, match="not a Shopify product CSV"):
+        call_command("backfill", "--from-file", str(path), "--shop", "typo.myshopify.com")
+    assert not Shop.objects.filter(domain="typo.myshopify.com").exists()
+
+
+def test_the_command_records_its_run_with_the_checkpoint(index, tmp_path):
+    from sync.models import SyncRun
+
+    # A bad byte past the reader's first buffer: the file starts well and breaks on the way.
+    path = tmp_path / "late-breakage.csv"
+    rows = "".join(f"item-{n},Item {n},{n}.00\n" for n in range(1, 1001))
+    path.write_bytes(b"Handle,Title,Variant Price\n" + rows.encode() + b"cafe,Caf\xe9,3.00\n")
+    with pytest.raises(CommandError, match=r"backfill run #\d+ failed after \d+ items: .*is not UTF-8"):
+        call_command("backfill", "--from-file", str(path), "--shop", SHOP, "--batch-size", "200")
+    run = SyncRun.objects.get()
+    assert (run.kind, run.status) == ("backfill", "failed")
+    # What came before the break stays imported, is indexed, and the checkpoint says so.
+    assert run.cursor > 800 and run.counts == {"applied": run.cursor, "indexed": run.cursor}
+    assert Product.objects.filter(shop__domain=SHOP).count() == run.cursor == index.count(shop=SHOP)
+
+    out, _ = backfill(shared_fixture(HAIR))
+    run = SyncRun.objects.latest("pk")
+    assert run.status == "done" and run.cursor == 84 and f"(run #{run.pk})" in out
+
+
 def test_search_command_rejects_a_nonpositive_limit():
     with pytest.raises(CommandError, match="between 1 and 100"):
         call_command("search", "wig", "--limit", "0")

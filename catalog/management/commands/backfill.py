@@ -7,10 +7,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.backfill import BATCH_SIZE, backfill_batches
+from catalog.backfill import BATCH_SIZE, BatchResult, backfill_source_check
 from catalog.normalize import NormalizationError
-from scoring.services import derived_work_request
-from search.indexer import products_reindex
+from sync.actions import sync_run_start
+from sync.models import SyncRun
 from sync.services import SHOP_DOMAIN, shop_get_or_create
 
 
@@ -27,31 +27,34 @@ class Command(BaseCommand):
             raise CommandError(f"no such file: {from_file}")
         if not SHOP_DOMAIN.match(shop):
             raise CommandError(f"--shop must be a *.myshopify.com domain, got {shop!r}")
-        shop_obj = shop_get_or_create(domain=shop)
-        started = time.monotonic()
-        totals: dict[str, int] = {}
-        errors: list[str] = []
-        items = indexed = 0
         try:
-            for batch in backfill_batches(shop=shop_obj, path=from_file, batch_size=batch_size):
-                indexed += products_reindex(batch.changed_product_ids)
-                derived_work_request(batch.embed_changed, batch.score_changed_ids)
-                items += batch.items
-                errors += batch.errors
-                for outcome, n in batch.outcomes.items():
-                    totals[outcome] = totals.get(outcome, 0) + n
-                for error in batch.errors:
-                    self.stderr.write(f"  skipped {error}")
-                self.stdout.write(f"  {items} products read, {indexed} indexed, {len(errors)} errors")
+            backfill_source_check(path=from_file)  # before the shop is made: a wrong file leaves nothing
         except NormalizationError as exc:
             raise CommandError(str(exc)) from exc
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing applied"
-        finished = time.monotonic() - started
-        line = (
-            f"backfill of {from_file.name} into {shop}: {items} products read in {finished:.1f}s: "
-            f"{summary}; {indexed} indexed; {len(errors)} errors"
+        started, self.skipped = time.monotonic(), 0
+        # Recorded as a run (the console's Sync runs and dashboard show it, with its checkpoint).
+        run = sync_run_start(
+            shop=shop_get_or_create(domain=shop),
+            kind=SyncRun.Kind.BACKFILL,
+            source=str(from_file.resolve()),
+            run_now=True,
+            batch_size=batch_size,
+            progress=self._progress,
         )
-        self.stdout.write(self.style.WARNING(line) if errors else self.style.SUCCESS(line))
-        if errors:
+        if run.status == SyncRun.Status.FAILED:
+            raise CommandError(f"backfill run #{run.pk} {run.summary}")
+        line = (
+            f"backfill of {from_file.name} into {shop} (run #{run.pk}) in "
+            f"{time.monotonic() - started:.1f}s: {run.summary}"
+        )
+        self.stdout.write(self.style.WARNING(line) if self.skipped else self.style.SUCCESS(line))
+        if self.skipped:
             # Everything else was imported; a non-zero exit lets scripts notice the skipped items.
-            raise CommandError(f"{len(errors)} item(s) could not be imported (listed above)", returncode=2)
+            raise CommandError(f"{self.skipped} item(s) could not be imported (listed above)", returncode=2)
+
+    def _progress(self, run: SyncRun, batch: BatchResult) -> None:
+        self.skipped += len(batch.errors)
+        for error in batch.errors:
+            self.stderr.write(f"  skipped {error}")
+        indexed = run.counts.get("indexed", 0)
+        self.stdout.write(f"  {run.cursor} products read, {indexed} indexed")
