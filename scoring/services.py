@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,11 +49,12 @@ class RescoreStats:
     scored: int = 0
     unchanged: int = 0  # inputs hash unchanged: nothing to do
     fallbacks: int = 0
+    fallback_reasons: Counter = field(default_factory=Counter)  # why the LLM was not used
     llm_calls: int = 0
     scores: list[tuple[int, float]] = field(default_factory=list)  # dry runs report these
 
     def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if k != "scores"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("scores", "fallback_reasons")}
 
 
 Progress = Callable[[int, int], None] | None
@@ -159,7 +161,9 @@ def _rescore_batch(
             result = llm.score(_product_summary(product), signals[product.pk])
         else:
             result = local_score(signals[product.pk])
-        stats.fallbacks += bool(result.fallback_reason)
+        if result.fallback_reason:
+            stats.fallbacks += 1
+            stats.fallback_reasons[result.fallback_reason] += 1
         stats.scores.append((product.pk, result.score))
         results[product.pk] = (result, inputs)
     stats.scored += len(results)

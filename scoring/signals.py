@@ -6,7 +6,9 @@ local scorer weighs) and the time it refers to (its newest input), so a score ca
 - `sales_velocity`: units sold per day from orders/create, each order decayed with a half-life of
   SALES_HALF_LIFE_DAYS (yesterday's sale counts more than last month's); score 1 - e^(-v / 0.5).
 - `sell_through`: units sold in the last 30 days / (those + units in stock); needs known stock.
-- `recency`: age since publication (or creation), score 0.5^(age / RECENCY_HALF_LIFE_DAYS).
+- `recency`: age since publication (or creation in Shopify), score 0.5^(age / RECENCY_HALF_LIFE_DAYS).
+  A CSV export carries neither date: such a product counts as a year old until a webhook tells
+  (the import's own time would make every imported product look brand new).
 - `search_demand`: how often our own searches of the last SEARCH_WINDOW_DAYS showed the product,
   each showing weighted 1 / rank; score 1 - e^(-d / 5).
 - `price_position`: where its lowest price sits among live products of the same type in the shop
@@ -33,6 +35,8 @@ SALES_HALF_LIFE_DAYS = 7.0
 SALES_WINDOW_DAYS = 90  # older orders weigh under 0.02%: not worth reading
 SELL_THROUGH_DAYS = 30
 RECENCY_HALF_LIFE_DAYS = 30.0
+# A product whose publication and creation dates are both unknown (a CSV import) counts as this old.
+UNKNOWN_AGE_DAYS = 365.0
 SEARCH_WINDOW_DAYS = 14
 SEARCH_LOG_LIMIT = 50_000  # the newest queries read per batch: bounded memory on a busy shop
 
@@ -121,15 +125,15 @@ def _sales(products: list[Product], now: datetime) -> dict[int, tuple[float, int
 
 
 def _recency(product: Product, now: datetime) -> Signal:
-    since = product.published_at or product.shopify_created_at or product.created_at
-    age = max((now - since).total_seconds() / 86400.0, 0.0) if since else 365.0
+    since = product.published_at or product.shopify_created_at
+    age = max((now - since).total_seconds() / 86400.0, 0.0) if since else UNKNOWN_AGE_DAYS
     # Rounded to whole days: the hash of the inputs then moves once a day, not every second.
     age = float(round(age))
     return Signal(
         age,
         0.5 ** (age / RECENCY_HALF_LIFE_DAYS),
         since.isoformat() if since else None,
-        f"published {age:.0f} days ago",
+        f"published {age:.0f} days ago" if since else "publication date unknown",
     )
 
 

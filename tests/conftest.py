@@ -31,6 +31,9 @@ def _isolated(settings, tmp_path):
         }
     }
     settings.SEARCH_BACKEND = "embedded"
+    # Tests never reach a real LLM, whatever the environment says (the `llm` fixture sets a stand-in).
+    settings.LLM_BASE_URL = settings.LLM_API_KEY = settings.LLM_MODEL = ""
+    settings.SCORING_SCORER = "local"
     # A small deterministic encoder; tests of the real model ask for the `real_encoder` fixture.
     settings.EMBEDDING_ENCODER = "search.embeddings.HashingEncoder"
     set_encoder(None)

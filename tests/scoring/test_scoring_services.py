@@ -105,6 +105,11 @@ def test_rescore_command_dry_run_stores_nothing_and_all_stores(product, capsys):
     call_command("rescore", "--product", str(product.pk))
     call_command("rescore", "--since", (timezone.now() - timedelta(days=1)).date().isoformat())
     assert TrendScore.objects.count() == 3
+    capsys.readouterr()
+    call_command("rescore", "--all", "--scorer", "llm")  # no LLM configured here: says so
+    out = capsys.readouterr().out
+    assert "1 llm fallbacks, 0 llm calls" in out
+    assert "fell back to the local scorer 1x: LLM_BASE_URL or LLM_MODEL not set" in out
     with pytest.raises(CommandError, match="no live product"):
         call_command("rescore", "--product", "999999")
     with pytest.raises(CommandError, match="unknown shop"):

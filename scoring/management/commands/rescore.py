@@ -50,6 +50,8 @@ class Command(BaseCommand):
             f"in {time.monotonic() - started:.1f}s"
         )
         self.stdout.write(self.style.SUCCESS(summary))
+        for reason, count in stats.fallback_reasons.most_common():
+            self.stdout.write(self.style.WARNING(f"  fell back to the local scorer {count}x: {reason}"))
 
     def _products(self, options):
         products = Product.objects.live()
