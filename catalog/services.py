@@ -131,7 +131,8 @@ def order_record(*, shop: Shop, payload: dict) -> ApplyResult:
         return ApplyResult(NOOP, reason=f"order {order_id} already recorded")
     sold = {line.product_shopify_id for line in new if line.product_shopify_id is not None}
     products = list(Product.objects.live().filter(shop=shop, shopify_id__in=sold).only("pk"))
-    return ApplyResult(APPLIED, reason=f"{len(new)} line items", products=products)
+    reason = f"{len(new)} line item{'s' if len(new) != 1 else ''}"
+    return ApplyResult(APPLIED, reason=reason, products=products)
 
 
 def _product_for_update(shop: Shop, data: CanonicalProduct) -> Product | None:

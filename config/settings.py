@@ -222,5 +222,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")}},
+    "loggers": {
+        "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+        # Django's default config gives this logger a console handler of its own under DEBUG; it
+        # also reaches the root's, so every line (tracebacks too) was printed twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }

@@ -7,6 +7,9 @@ from django.urls import path
 from sync.dashboard import dashboard_view
 from sync.views import ShopifyWebhookView, healthz
 
+# There is no public site behind the admin: no "View site" link to a 404.
+admin.site.site_url = None
+
 urlpatterns = [
     path("webhooks/shopify", ShopifyWebhookView.as_view(), name="shopify-webhook"),
     path("healthz", healthz, name="healthz"),

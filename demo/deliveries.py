@@ -44,6 +44,9 @@ class Delivery:
             "Content-Type": "application/json",
             "User-Agent": "Shopify-Captain-Hook",
             **self.headers,
+            # Captured deliveries carry the trigger time of their recording (2024, 2026): sent
+            # now, Shopify would stamp now, and the console's freshness is measured from it.
+            "X-Shopify-Triggered-At": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "X-Shopify-Topic": self.topic,
             "X-Shopify-Shop-Domain": self.shop,
             "X-Shopify-Webhook-Id": self.webhook_id,

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -218,7 +219,9 @@ def show_trending() -> None:
     print("\ntrending now (local scorer: sales velocity, sell-through, recency, search demand, price):")
     top = Product.objects.live().filter(shop__domain=DEMO_SHOP).exclude(trend_score=None)
     for product in top.order_by("-trend_score", "pk")[:5]:
-        print(f"  {product.trend_score:.3f}  {product.title[:48]:<48}  {product.trend_explanation[:90]}")
+        print(f"  {product.trend_score:.3f}  {product.title}")
+        indent = " " * 9
+        print(textwrap.fill(product.trend_explanation, 100, initial_indent=indent, subsequent_indent=indent))
 
 
 def search_hybrid(query: str, mode: str = "hybrid") -> None:

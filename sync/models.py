@@ -54,7 +54,8 @@ class WebhookEvent(models.Model):
     stored_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="when its change reached the stored catalog (an attempt may fail after)",
+        help_text="set when an attempt stored its change but could not write the index: the retry "
+        "that writes it reports the event applied",
     )
     note = models.CharField(max_length=500, blank=True, help_text="why the outcome is what it is")
     error = models.TextField(blank=True)
