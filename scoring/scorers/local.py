@@ -32,7 +32,10 @@ def local_score(signals: dict[str, Signal]) -> ScoreResult:
     score = sum(parts.values()) / total if total else 0.0
     top = sorted(parts, key=lambda name: -parts[name])[:3]
     reasons = "; ".join(
-        f"{used[name].detail} (+{parts[name] / total:.2f})" for name in top if parts[name] > 0
+        # What would print as +0.00 explains nothing (a year-old product's recency: +0.0002).
+        f"{used[name].detail} (+{parts[name] / total:.2f})"
+        for name in top
+        if parts[name] / total >= 0.005
     )
     return ScoreResult(
         score=round(min(max(score, 0.0), 1.0), 4),
