@@ -20,7 +20,7 @@ from catalog.backfill import BATCH_SIZE as BACKFILL_BATCH_SIZE
 from catalog.backfill import BatchResult, backfill_batches
 from catalog.models import Product, Shop
 from catalog.normalize import NormalizationError
-from scoring.services import derived_work_request
+from scoring.services import derived_work_request, products_rescore, rescore_request
 from search.backends import get_backend
 from search.backends.base import WRITERS, IndexError_, version_field
 from search.documents import product_doc_id, product_document
@@ -98,8 +98,6 @@ def products_rescore_now(*, product_ids: list[int]) -> ActionResult:
     inputs are unchanged, and write it to the index. The local scorer answers at once; with the
     LLM scorer (seconds per product) the products are queued for the scoring worker instead, with
     their inputs hash cleared so the worker cannot skip them as unchanged."""
-    from scoring.services import products_rescore, rescore_request
-
     ids = sorted(set(product_ids))
     live = Product.objects.filter(pk__in=ids, deleted_at__isnull=True)
     scorer = settings.SCORING_SCORER
