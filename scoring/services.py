@@ -165,6 +165,10 @@ def _rescore_batch(
             stats.fallbacks += 1
             stats.fallback_reasons[result.fallback_reason] += 1
         stats.scores.append((product.pk, result.score))
+        if result.fallback_reason:
+            # Stored as what it is, a local score: the next run that asks for the LLM sees inputs it
+            # has not scored yet and tries again, instead of keeping the fallback until a signal moves.
+            inputs = inputs_hash(product, signals[product.pk], result.scorer)
         results[product.pk] = (result, inputs)
     stats.scored += len(results)
     if results and not dry_run:
@@ -213,9 +217,12 @@ def _store(
 
 def inputs_hash(product: Product, signals: dict[str, Signal], scorer: str) -> str:
     """What a score depends on: the product's own inputs, each signal's score to 3 decimals
-    (finer moves change no ranking), and the scorer."""
+    (finer moves change no ranking), and the scorer; the LLM also reads what `_product_summary`
+    gives it (title, vendor, tags), so for it those count too."""
     rounded = {name: round(signal.score, 3) for name, signal in signals.items()}
     payload = {"product": product.score_inputs_hash, "signals": rounded, "scorer": scorer}
+    if scorer == "llm":
+        payload["summary"] = _product_summary(product)
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -62,6 +62,20 @@ def test_garbage_falls_back_to_local_at_once(llm, product, behaviour):
     assert elapsed < 1.0
 
 
+def test_a_fallback_is_replaced_by_the_next_run_once_the_llm_answers(llm, product):
+    llm.default = "malformed"
+    _rescore(product)
+    llm.default = "success"
+    # Not forced, signals unchanged: a run that asks for the LLM still tries the fallback again...
+    stats = products_rescore(Product.objects.filter(pk=product.pk), scorer="llm")
+    assert (stats.scored, stats.unchanged) == (1, 0)
+    latest = TrendScore.objects.filter(product=product).order_by("-pk").first()
+    assert (latest.scorer, latest.fallback, latest.score) == ("llm", False, 0.73)
+    # ...and an LLM score whose inputs are unchanged is kept.
+    stats = products_rescore(Product.objects.filter(pk=product.pk), scorer="llm")
+    assert (stats.scored, stats.unchanged) == (0, 1)
+
+
 def test_429_waits_retry_after_then_succeeds(llm, product):
     llm.script.extend(["rate-limited"])
     score, elapsed = _rescore(product)
