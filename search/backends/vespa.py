@@ -204,15 +204,16 @@ class VespaBackend(BaseBackend):
         return await self._send(call, feed)
 
     async def _send(self, call: Coroutine[Any, Any, Any], feed: _Feed) -> tuple[int, str]:
-        remaining = feed.remaining()
-        if remaining <= 0:
-            call.close()
-            return 0, "the call's deadline passed before the request was sent"
         # A request in flight is never cancelled from here: the client's own timeout ends it.
         # (Abandoning HTTP/2 streams mid-answer can leave their unread data holding the
-        # connection's flow-control window, until no answer gets through at all.)
+        # connection's flow-control window, until no answer gets through at all.) So the deadline
+        # is checked once a slot is free, right before sending: a write that waited for a slot
+        # past it is not sent, and the whole call ends within deadline + request timeout.
         try:
             async with feed.slots:
+                if feed.remaining() <= 0:
+                    call.close()
+                    return 0, "the call's deadline passed before the request was sent"
                 response = await call
         except Exception as exc:  # httpr raises its own transport errors, timeouts included
             return 0, f"{type(exc).__name__}: {exc} (a write may have been applied)"

@@ -132,6 +132,28 @@ def test_in_flight_requests_are_bounded(fake_vespa):
         backend.close()
 
 
+def test_writes_queued_past_the_deadline_are_not_sent_and_reported_one_by_one(fake_vespa):
+    fake_vespa.app.reset()
+    fake_vespa.app.add_faults(Rule(latency_ms=300, operation="update", count=None))
+    writes = [IndexWrite(str(n), "shopify", 1, {"title": f"Wax {n}"}, create=True) for n in range(20)]
+    backend = VespaBackend(
+        "vespa", {"URL": fake_vespa.url, "CONCURRENCY": 2, "DEADLINE": 1, "REQUEST_TIMEOUT": 2}
+    )
+    try:
+        started = time.monotonic()
+        results = backend.write(writes)  # 10 rounds of 0.3 s would take 3 s: the deadline is 1 s
+        elapsed = time.monotonic() - started
+    finally:
+        backend.close()
+    assert elapsed < 1 + 2  # deadline + one request's timeout, never the whole queue
+    outcomes = [r.outcome for r in results]
+    assert WriteOutcome.APPLIED in outcomes and WriteOutcome.RETRYABLE in outcomes
+    assert set(outcomes) == {WriteOutcome.APPLIED, WriteOutcome.RETRYABLE}
+    late = [r for r in results if r.outcome == WriteOutcome.RETRYABLE]
+    assert all("deadline" in r.error for r in late)
+    assert len(writes_sent(fake_vespa)) == outcomes.count(WriteOutcome.APPLIED) < len(writes)
+
+
 def test_settings_select_the_vespa_backend(settings, fake_vespa):
     from search.backends import get_backend, reset_backends
 
@@ -174,6 +196,18 @@ def test_the_stand_in_speaks_http11_and_gzip_too(fake_vespa):
         assert sync.get_data("product", DOC, namespace="shopsync").json["fields"]["vv_shopify"] == 1
         assert sync.get_data("product", "nope", namespace="shopsync").status_code == 404
     assert {e["http_version"] for e in fake_vespa.app.requests()} == {"1.1"}
+
+
+def test_the_stand_in_refuses_a_method_document_v1_does_not_have(fake_vespa):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", fake_vespa.port, timeout=5)
+    try:
+        conn.request("PATCH", f"/document/v1/shopsync/product/docid/{DOC}", body=b"{}")
+        response = conn.getresponse()
+        assert response.status == 405 and b"PATCH" in response.read()
+    finally:
+        conn.close()
 
 
 def test_connection_recycling_costs_a_timeout_not_an_error():

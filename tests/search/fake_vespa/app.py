@@ -188,6 +188,8 @@ class FakeVespa:
                 operation, doc_id = ("visit" if method == "GET" else "delete-where"), ""
             else:
                 operation = {"POST": "put", "PUT": "update", "DELETE": "remove", "GET": "get"}.get(method, "")
+                if not operation:
+                    return 405, {"pathId": path, "message": f"'{method}' not allowed at '{path}'"}, []
                 doc_id = unquote(rest)
         with self.lock:
             self.seq += 1
