@@ -124,7 +124,8 @@ def _record(planned: list[tuple[Product, IndexWrite]], results: list[WriteResult
     failures: dict[int, WriteResult] = {}
     confirmed: dict[int, dict[str, int]] = defaultdict(dict)
     for (product, write), result in zip(planned, results, strict=True):
-        if result.outcome in CONFIRMED:
+        if result.outcome in CONFIRMED or (write.delete and result.outcome == WriteOutcome.MISSING):
+            # A delete that finds no document leaves the index as wanted: confirmed, not re-sent.
             confirmed[product.pk][write.writer] = write.version
         elif result.outcome != WriteOutcome.MISSING:  # missing: no document to write stock into
             failures.setdefault(product.pk, result)

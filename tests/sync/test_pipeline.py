@@ -90,6 +90,20 @@ def test_delete_removes_exactly_that_product(client, index):
     assert search_products("doomed", shop=shop) == []
 
 
+def test_a_delete_whose_document_is_already_gone_is_not_left_pending(client, index):
+    target = _variant_of(webhook_body(FEEDER8), id=788032119674292922)
+    post_webhook(client, target, webhook_id="c")
+    drain()
+    product = Product.objects.get()
+    index.delete(str(product.pk))  # lost meanwhile (an index rebuilt, an operator's cleanup)
+    post_webhook(client, webhook_body(DELETE), topic="products/delete", webhook_id="d")
+    drain()
+    assert _outcomes()["d"] == "applied"
+    product.refresh_from_db()
+    assert product.deleted_at is not None and index.get(str(product.pk)) is None
+    assert product.index_vector == product.version_vector  # nothing left to send
+
+
 def test_delete_of_unknown_id_is_a_200_no_op(client):
     response = post_webhook(client, webhook_body(DELETE), topic="products/delete", webhook_id="d")
     assert response.status_code == 200
