@@ -242,9 +242,8 @@ class ProductAdmin(ShopScopedAdmin):
     )
     def resync(self, request, queryset: QuerySet) -> None:
         result = products_resync(product_ids=list(queryset.values_list("pk", flat=True)))
-        for product in queryset.select_related(None).only(
-            "pk", "title"
-        ):  # the product's timeline shows who resynced it
+        # The timeline of each product the index took shows who resynced it (not of those it refused).
+        for product in queryset.filter(pk__in=result.done_ids).select_related(None).only("pk", "title"):
             self.log_change(request, product, [{"changed": {"fields": ["index document (resync)"]}}])
         self.say(request, result)
 

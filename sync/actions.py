@@ -45,6 +45,7 @@ class ActionResult:
     done: int = 0
     total: int = 0
     problems: list[str] = field(default_factory=list)
+    done_ids: list[int] = field(default_factory=list)  # the items it was done to
 
     def __str__(self) -> str:
         text = f"{self.verb} {self.done} of {self.total}"
@@ -85,6 +86,7 @@ def products_resync(*, product_ids: list[int]) -> ActionResult:
                 continue
             Product.objects.filter(pk=pk).update(index_vector=F("version_vector"), indexed_at=now)
             result.done += 1
+            result.done_ids.append(pk)
     return result
 
 

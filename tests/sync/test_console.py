@@ -75,6 +75,9 @@ def test_resync_says_when_the_index_refuses(admin_client, catalog, monkeypatch):
     ids = list(Product.objects.filter(shop__domain=SHOP).values_list("pk", flat=True)[:2])
     [message] = act(admin_client, "catalog/product", "resync", ids)
     assert message.startswith("resynced 0 of 2 (") and "503 Service Unavailable" in message
+    # Nothing was resynced, so no product's timeline says it was.
+    timeline = admin_client.get(f"/admin/catalog/product/{ids[0]}/change/").context["timeline"]
+    assert not any("resync" in entry.title for entry in timeline)
 
 
 def test_reprocess_queues_finished_events_and_leaves_waiting_ones(admin_client, client, catalog):
