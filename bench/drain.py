@@ -33,7 +33,7 @@ if missing, migrated, and emptied every round, so its name must contain "bench";
 keeps two runs from sharing it. The machine's load average is recorded with each round.
 
 Usage: .venv/bin/python bench/drain.py [--products 1000] [--events 10000] [--rounds 3]
-                                        [--batch-size 500] [--profile] [--fresh-db]
+                                        [--batch-size 500] [--workers 1] [--profile] [--fresh-db]
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def main() -> None:
             summary = _summarize(rounds, args)
             summary["config"]["code"] = _code_summary(code)
             _print_table(summary)
-            print(f"written to {common.results_write('drain', summary)}")
+            name = "drain" if args.workers == 1 else f"drain-{args.workers}workers"
+            print(f"written to {common.results_write(name, summary)}")
         if args.profile:
             _round("profile", args, workloads, Path(workdir), profile=True)
     if any(not r[key]["verify"]["ok"] for r in rounds for key in SCENARIOS):
@@ -170,7 +171,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=10_000, help="E: events per scenario")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (0: only --profile)")
     parser.add_argument("--batch-size", type=int, default=500, help="drain(batch_size=...)")
-    parser.add_argument("--profile", action="store_true", help="one more round under cProfile")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="drain processes working the queue at once (as Q_WORKERS)"
+    )
+    parser.add_argument("--profile", action="store_true", help="one more round under cProfile (1 worker)")
     parser.add_argument(
         "--fresh-db", action="store_true", help="drop and recreate the database first (migrations rewritten)"
     )
@@ -320,7 +324,7 @@ def _round(
     shop = _reset(workdir / label)
     results = {"setup": _scenario(shop, setup, args.batch_size).figures}
     for workload in (inventory, content):
-        measured = _scenario(shop, workload, args.batch_size, profile=profile)
+        measured = _scenario(shop, workload, args.batch_size, profile=profile, workers=args.workers)
         results[workload.name] = measured.figures
         if not profile:
             results[f"baseline_{workload.name}"] = _baseline(measured.ids, args.batch_size, per_row=False)
@@ -356,11 +360,16 @@ def _reset(index_dir: Path) -> Shop:
     return shop_get_or_create(domain=SHOP)
 
 
-def _scenario(shop: Shop, workload: Workload, batch_size: int, *, profile: bool = False) -> Measured:
+def _scenario(
+    shop: Shop, workload: Workload, batch_size: int, *, profile: bool = False, workers: int = 1
+) -> Measured:
     """Store the workload's events, drain them (timed), verify the outcome."""
     ids, enqueue_seconds = _enqueue(shop, workload.deliveries)
     profiler = _Profile(workload.name, len(ids), batch_size) if profile else None
-    stats, seconds = _timed_drain(batch_size, profiler)
+    if profiler or workers == 1:
+        stats, seconds = _timed_drain(batch_size, profiler)
+    else:
+        stats, seconds = _timed_drain_parallel(batch_size, workers)
     outcomes = {str(k): v for k, v in stats.outcomes.items()}
     figures = {
         "events": len(ids),
@@ -409,6 +418,50 @@ def _timed_drain(batch_size: int, profiler: _Profile | None) -> tuple[DrainStats
         stats = drain(batch_size=batch_size)
     stats.cpu_seconds = time.process_time() - cpu  # this process only: steadier than wall time
     return stats, time.perf_counter() - start
+
+
+def _timed_drain_parallel(batch_size: int, workers: int) -> tuple[DrainStats, float]:
+    """`workers` processes drain the same queue at once, as django-q2's workers do (SKIP LOCKED
+    claims, row locks on levels and products). CPU is summed over the drain processes."""
+    import multiprocessing
+
+    from django.db import connections
+
+    from sync.pipeline import DrainStats
+
+    _analyze()
+    connections.close_all()  # a forked child must open its own connection
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    children = [context.Process(target=_drain_child, args=(batch_size, results)) for _ in range(workers)]
+    start = time.perf_counter()
+    for child in children:
+        child.start()
+    reports = [results.get() for _ in children]
+    seconds = time.perf_counter() - start
+    for child in children:
+        child.join()
+    stats = DrainStats()
+    for report in reports:
+        if "error" in report:
+            raise SystemExit(f"a drain worker failed: {report['error']}")
+        stats.outcomes.update(report["outcomes"])
+        stats.retried += report["retried"]
+        stats.cpu_seconds += report["cpu"]
+    return stats, seconds
+
+
+def _drain_child(batch_size: int, results) -> None:
+    from sync.pipeline import drain
+
+    try:
+        cpu = time.process_time()
+        stats = drain(batch_size=batch_size)
+        cpu = time.process_time() - cpu
+        report = {"outcomes": dict(stats.outcomes), "retried": stats.retried, "cpu": cpu}
+    except BaseException as exc:  # the parent waits for a report from every child
+        report = {"error": f"{type(exc).__name__}: {exc}"}
+    results.put(report)
 
 
 def _analyze() -> None:
@@ -680,6 +733,7 @@ def _config(args: argparse.Namespace, rounds: list[dict]) -> dict:
         "events": args.events,
         "rounds": args.rounds,
         "batch_size": args.batch_size,
+        "workers": args.workers,
         "lease_seconds": settings.SYNC_LEASE_SECONDS,
         "postgres": version,
         "synchronous_commit": synchronous_commit,
@@ -690,7 +744,11 @@ def _config(args: argparse.Namespace, rounds: list[dict]) -> dict:
 
 
 def _print_table(summary: dict) -> None:
-    print(f"\n{'':40} {'events/s':>9} {'s/round':>8}   (median of {summary['config']['rounds']} rounds)")
+    config = summary["config"]
+    print(
+        f"\n{'':40} {'events/s':>9} {'s/round':>8}   (median of {config['rounds']} rounds, "
+        f"{config['workers']} drain worker(s))"
+    )
     for key, label in ROWS:
         row = summary[key]
         print(f"  {label:<38} {row['events_per_s_median']:9.0f} {row['seconds_median']:8.2f}")
@@ -708,7 +766,7 @@ def _print_table(summary: dict) -> None:
             f"{row['seconds_per_batch']:.2f} s (lease {summary['config']['lease_seconds']} s)"
         )
     print(
-        "  drain process CPU per 1,000 events (steadier than wall time on a shared machine): "
+        "  drain processes' CPU per 1,000 events (steadier than wall time on a shared machine): "
         + ", ".join(f"{key} {summary[key]['cpu_ms_per_1k_median']:.0f} ms" for key in SCENARIOS)
     )
     for key in SCENARIOS:

@@ -108,6 +108,8 @@ def _locked_levels(changes: list[LevelChange]) -> dict[tuple, _Level]:
             inventory_item_id__in={k[1] for k in keys},
             location_id__in={k[2] for k in keys},
         )
+        # In key order, as every worker takes them: two batches sharing levels wait, never deadlock.
+        .order_by("pk")
         .values_list("pk", "shop_id", "inventory_item_id", "location_id", "available", "shopify_updated_at")
     )
     return {
