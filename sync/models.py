@@ -62,6 +62,12 @@ class WebhookEvent(models.Model):
     duplicate_deliveries = models.PositiveIntegerField(
         default=0, help_text="repeats of this X-Shopify-Webhook-Id answered 200 and not processed"
     )
+    subject_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="the Shopify id the delivery is about, read at ingest: the product (products/*), "
+        "the inventory item (inventory_levels/update) or the order (orders/*)",
+    )
 
     class Meta:
         constraints = [
@@ -76,6 +82,12 @@ class WebhookEvent(models.Model):
                 fields=["lease_expires_at"], condition=Q(status="processing"), name="webhook_event_leased"
             ),
             models.Index(fields=["received_at"], name="webhook_event_received"),
+            # A product's deliveries, for its timeline and sync state (built concurrently: 0006).
+            models.Index(
+                fields=["shop", "subject_id"],
+                condition=Q(subject_id__isnull=False),
+                name="webhook_event_subject",
+            ),
             # The dashboard's figures, read from the index alone (index-only scans). Each is partial
             # on a state the ingest INSERT never writes (processed, rejected by the view aside,
             # repeated), so a delivery's INSERT adds no index entry for them: bench/dashboard.py.

@@ -1,10 +1,11 @@
 """Reads about one product's sync: its state (in sync / pending / failed / stale in index), the
 answer to "why is this stale?", and its activity timeline.
 
-Events do not carry a product id (the ingest path stores deliveries verbatim with one INSERT and
-the drain must not spend a query per event), so the events of a product are found from their
-bodies: by product id (or handle) for product topics, by inventory item for inventory levels.
-Scans are bounded (constants below) so a page never reads an unbounded backlog.
+Ingest records what each delivery is about (`WebhookEvent.subject_id`: the product, inventory item
+or order id), so a product's deliveries are found by an index: its own id for product topics, its
+variants' inventory items for levels, the orders that sold it for orders. Deliveries stored before
+that column existed are found from their bodies among the shop's newest ones. Reads are bounded
+(constants below) so a page never reads an unbounded backlog.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -23,7 +25,7 @@ from django.db.models import BigIntegerField, Case, CharField, F, Q, QuerySet, V
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 
-from catalog.models import Product, Variant
+from catalog.models import OrderLine, Product, Variant
 from scoring.selectors import product_score_history
 from search.backends.base import WRITERS
 
@@ -35,8 +37,12 @@ ORDER_TOPIC = "orders/create"
 # A product page searches this many of its shop's newest deliveries for its events: enough for
 # days of a busy shop's traffic, bounded so the page stays fast on any history.
 TIMELINE_SCAN_EVENTS = 5000
-# The product list's "pending" and "failed" states read at most this many waiting or dead events.
-STATE_SCAN_EVENTS = 5000
+# The product list's "pending" and "failed" states read at most this many waiting or dead events
+# (their subjects: a few numbers each), and this many older ones without a subject (bodies).
+STATE_SCAN_EVENTS = 20000
+STATE_SCAN_BODIES = 5000
+# A product's timeline looks for deliveries of at most this many of the orders that sold it.
+TIMELINE_ORDERS = 200
 
 IN_SYNC, PENDING, FAILED, STALE_IN_INDEX = "in sync", "pending", "failed", "stale in index"
 SYNC_STATES = (IN_SYNC, PENDING, FAILED, STALE_IN_INDEX)
@@ -102,10 +108,14 @@ def products_of_events(events: QuerySet, *, shop_ids: list[int] | None) -> list[
     rows = events.filter(topic__in=(*PRODUCT_TOPICS, INVENTORY_TOPIC)).order_by("-id")
     ids_by_shop: dict[int, set[int]] = defaultdict(set)
     items_by_shop: dict[int, set[int]] = defaultdict(set)
-    for shop_id, topic, body in rows.values_list("shop_id", "topic", "body")[:STATE_SCAN_EVENTS]:
-        payload = _payload(body)
-        key = "inventory_item_id" if topic == INVENTORY_TOPIC else "id"
-        value = payload.get(key)
+    subjects = rows.filter(subject_id__isnull=False).values_list("shop_id", "topic", "subject_id")
+    legacy = (
+        (shop_id, topic, _payload(body).get("inventory_item_id" if topic == INVENTORY_TOPIC else "id"))
+        for shop_id, topic, body in rows.filter(subject_id__isnull=True).values_list(
+            "shop_id", "topic", "body"
+        )[:STATE_SCAN_BODIES]
+    )
+    for shop_id, topic, value in chain(subjects[:STATE_SCAN_EVENTS], legacy):
         if isinstance(value, int) and shop_id is not None:
             (items_by_shop if topic == INVENTORY_TOPIC else ids_by_shop)[shop_id].add(value)
     products: set[int] = set()
@@ -131,9 +141,33 @@ def _payload(body: Any) -> dict:
 
 
 def product_events(product: Product, *, limit: int = 50) -> list[WebhookEvent]:
-    """The deliveries that touched the product, newest first, among its shop's newest
-    TIMELINE_SCAN_EVENTS (bodies are matched in the database, then checked field by field)."""
+    """The newest `limit` deliveries that touched the product, newest first: by subject through
+    the index, and deliveries stored without a subject among the shop's newest ones."""
     items = [v for v in product.variants.all().values_list("inventory_item_id", flat=True) if v]
+    kinds: dict[int, tuple[str, ...]] = dict.fromkeys(items, (INVENTORY_TOPIC,))
+    if product.shopify_id is not None:
+        orders = (
+            OrderLine.objects.filter(shop_id=product.shop_id, product_shopify_id=product.shopify_id)
+            .order_by("-order_id")
+            .values_list("order_id", flat=True)
+            .distinct()[:TIMELINE_ORDERS]
+        )
+        kinds.update(dict.fromkeys(orders, (ORDER_TOPIC,)))
+        kinds[product.shopify_id] = PRODUCT_TOPICS
+    found = [
+        e
+        for e in WebhookEvent.objects.filter(shop_id=product.shop_id, subject_id__in=list(kinds))
+        .defer("headers")
+        .order_by("-id")[: limit * 2]
+        if e.topic in kinds[e.subject_id]  # ids of different kinds of object could coincide
+    ]
+    older = _events_without_subject(product, items, limit)
+    return sorted(found + older, key=lambda e: e.pk, reverse=True)[:limit]
+
+
+def _events_without_subject(product: Product, items: list[int], limit: int) -> list[WebhookEvent]:
+    """Deliveries stored before subjects were recorded, found from their bodies among the shop's
+    newest TIMELINE_SCAN_EVENTS (matched in the database, then checked field by field)."""
     needles = [str(n).encode() for n in [product.shopify_id, *items] if n]
     if product.shopify_id is None and product.handle:
         needles.append(orjson.dumps(product.handle))  # "handle" as JSON text, quotes included
@@ -143,7 +177,11 @@ def product_events(product: Product, *, limit: int = 50) -> list[WebhookEvent]:
     floor = recent.values_list("id", flat=True)[TIMELINE_SCAN_EVENTS - 1 : TIMELINE_SCAN_EVENTS].first()
     match = " OR ".join([_contains_sql()] * len(needles))
     candidates = (
-        recent.filter(id__gte=floor or 0, topic__in=(*PRODUCT_TOPICS, INVENTORY_TOPIC, ORDER_TOPIC))
+        recent.filter(
+            id__gte=floor or 0,
+            subject_id__isnull=True,
+            topic__in=(*PRODUCT_TOPICS, INVENTORY_TOPIC, ORDER_TOPIC),
+        )
         .extra(where=[f"({match})"], params=needles)  # noqa: S610 (fixed SQL, needles are parameters)
         .defer("headers")
     )

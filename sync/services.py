@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import orjson
 from django.db import connections, router
 from django.db.models import F
 from django.utils import timezone
@@ -88,6 +89,7 @@ def webhook_event_record(
         headers=delivery.headers,
         body=delivery.body,
         received_at=timezone.now(),
+        subject_id=None if rejected_reason else delivery_subject(delivery.topic, delivery.body),
     )
     if rejected_reason:
         event.status = WebhookEvent.Status.REJECTED
@@ -130,6 +132,35 @@ def _insert_statement(vendor: str) -> tuple[list, str]:
         "ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id"
     )
     return fields, sql
+
+
+# Which key of a topic's body names what the delivery is about (see WebhookEvent.subject_id).
+SUBJECT_KEYS = {
+    "products/create": "id",
+    "products/update": "id",
+    "products/delete": "id",
+    "inventory_levels/update": "inventory_item_id",
+    "orders/create": "id",
+    "orders/updated": "id",
+}
+MAX_SHOPIFY_ID = 2**63 - 1
+
+
+def delivery_subject(topic: str, body: bytes) -> int | None:
+    """The Shopify id a delivery is about, or None (other topics, or a body without one: the
+    drain reports that; ingest only stores)."""
+    key = SUBJECT_KEYS.get(topic)
+    if key is None:
+        return None
+    try:
+        value = orjson.loads(body).get(key)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(value, str) and value.isdigit():  # some API versions send ids as strings
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SHOPIFY_ID:
+        return None
+    return value
 
 
 def _header_datetime(value: str):

@@ -200,6 +200,38 @@ def test_product_page_explains_a_stale_index(admin_client, client, catalog, inde
     assert "In sync" in response.content.decode()
 
 
+def test_timeline_finds_every_delivery_of_the_product_however_busy_the_shop(
+    admin_client, client, catalog, monkeypatch
+):
+    import sync.product_status as product_status
+
+    product, *others = Product.objects.filter(shop__domain=SHOP).order_by("pk")[:6]
+    shopify_id = ID_BASE + product.pk
+    post(client, product.shop, "products/update", product_payload(product, shopify_id, timezone.now()))
+    drain()
+    order = {
+        "id": 820982911946154508,
+        "created_at": timezone.now().isoformat(),
+        "line_items": [{"id": 1, "product_id": shopify_id, "variant_id": shopify_id * 10, "quantity": 2}],
+    }
+    post(client, product.shop, "orders/create", order)
+    level = {"inventory_item_id": shopify_id * 100 + 1, "location_id": 1, "available": 7}
+    post(client, product.shop, "inventory_levels/update", {**level, "updated_at": timezone.now().isoformat()})
+    drain()
+    mine = list(WebhookEvent.objects.order_by("pk"))
+    assert [e.subject_id for e in mine] == [shopify_id, order["id"], shopify_id * 100 + 1]
+    # Then the shop gets busy: the product's deliveries are far behind its newest ones.
+    monkeypatch.setattr(product_status, "TIMELINE_SCAN_EVENTS", 3)
+    for other in others:
+        post(
+            client, other.shop, "products/update", product_payload(other, ID_BASE + other.pk, timezone.now())
+        )
+    drain()
+    timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
+    shown = [entry.event_id for entry in timeline if entry.kind == "event"]
+    assert shown == [e.pk for e in reversed(mine)]  # all three, newest first, none of the others
+
+
 def test_product_page_names_the_dead_letter(admin_client, client, catalog):
     product = Product.objects.filter(shop__domain=SHOP).first()
     post(client, product.shop, "products/update", product_payload(product, ID_BASE, timezone.now()))

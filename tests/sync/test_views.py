@@ -31,6 +31,31 @@ def test_raw_feeder8_body_verifies_byte_for_byte(client):
     assert event.status == WebhookEvent.Status.PENDING
 
 
+@pytest.mark.parametrize(
+    ("fixture", "topic", "key"),
+    [
+        (FEEDER8, "products/update", "id"),
+        ("products_delete__shopify-documented-example__raw_body.json", "products/delete", "id"),
+        (
+            "inventory_levels_update__swordfox-wiw_2020-05__raw_body.json",
+            "inventory_levels/update",
+            "inventory_item_id",
+        ),
+        ("orders_create__membi-devstore_2025-01__body.json", "orders/create", "id"),
+    ],
+)
+def test_ingest_records_what_the_delivery_is_about(client, fixture, topic, key):
+    body = webhook_body(fixture)
+    assert post_webhook(client, body, topic=topic).status_code == 200
+    assert WebhookEvent.objects.get().subject_id == int(json.loads(body)[key])
+
+
+@pytest.mark.parametrize("body", [b'{"id": "not a number"}', b'{"id": true}', b'{"no_id": 1}', b'{"id": -4}'])
+def test_a_delivery_without_a_usable_id_is_stored_without_a_subject(client, body):
+    assert post_webhook(client, body, topic="products/update").status_code == 200
+    assert WebhookEvent.objects.get().subject_id is None
+
+
 def test_reserialized_body_fails_verification(client, caplog):
     body = webhook_body(FEEDER8)
     reserialized = json.dumps(json.loads(body)).encode()
