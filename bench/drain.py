@@ -701,6 +701,7 @@ def _summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
     for key in SCENARIOS:
         summary[key]["cpu_ms_per_1k_median"] = common.median(r[key]["cpu_ms_per_1k"] for r in rounds)
         summary[key]["outcomes_last_round"] = rounds[-1][key]["outcomes"]
+        summary[key]["retried_per_round"] = [r[key]["retried"] for r in rounds]
         summary[key]["verified_every_round"] = all(r[key]["verify"]["ok"] for r in rounds)
         summary[key]["verify_last_round"] = rounds[-1][key]["verify"]
         summary[key]["enqueue_per_s_median"] = common.median(r[key]["enqueue_per_s"] for r in rounds)
@@ -773,6 +774,7 @@ def _print_table(summary: dict) -> None:
         verify = summary[key]["verify_last_round"]
         print(
             f"  verify {key}: {'OK' if summary[key]['verified_every_round'] else 'FAILED'} every round; "
+            f"retried {summary[key]['retried_per_round']}; "
             f"last: events {verify['events']}, {verify['index_documents']} index docs for "
             f"{verify['products']} products, {verify['documents_not_as_expected']} docs and "
             f"{verify['rows_not_as_expected']} rows not as expected; sample {verify['sample']}"
