@@ -38,6 +38,7 @@ from catalog.versioning import embed_text, version_bump
 from config.db import bulk_set
 
 from .fields import EMBEDDING_DIMENSIONS
+from .models import EmbeddingRecord
 
 logger = logging.getLogger("shopsync.embeddings")
 
@@ -260,7 +261,7 @@ def _embed_batch(ids: list[int], encoder: Encoder, batch_size: int, stats: Embed
         vectors = encoder.encode([texts[h] for h in missing], batch_size=batch_size)
         known.update((h, vector_to_bytes(v)) for h, v in zip(missing, vectors, strict=True))
         stats.encoded += len(missing)
-    rows = []
+    rows, history = [], []
     now = timezone.now()
     with transaction.atomic():
         # Locked in pk order, as the indexer locks: two transactions never wait on each other in a cycle.
@@ -269,12 +270,23 @@ def _embed_batch(ids: list[int], encoder: Encoder, batch_size: int, stats: Embed
             vector = known.get(product.embed_text_hash)
             if vector is None or product.deleted_at is not None:
                 continue  # its text changed while we were encoding: the next round takes it
-            stats.reused += product.embed_text_hash not in missing
+            reused = product.embed_text_hash not in missing
+            stats.reused += reused
             version_bump(product, "embedding")
             rows.append(
                 (product.pk, vector, encoder.name, product.embed_text_hash, now, product.version_vector)
             )
+            history.append(
+                EmbeddingRecord(
+                    product_id=product.pk,
+                    model=encoder.name,
+                    text_hash=product.embed_text_hash,
+                    reused=reused,
+                    created_at=now,
+                )
+            )
         fields = ["embedding", "embedding_model", "embedded_text_hash", "embedded_at", "version_vector"]
         bulk_set(Product, fields, rows)
+        EmbeddingRecord.objects.bulk_create(history)
     stats.products += len(rows)
     return [row[0] for row in rows]

@@ -28,6 +28,7 @@ from django.db.models.functions import Cast, Coalesce
 from catalog.models import OrderLine, Product, Variant
 from scoring.selectors import product_score_history
 from search.backends.base import WRITERS
+from search.models import EmbeddingRecord
 
 from .models import DeadLetter, WebhookEvent
 
@@ -43,6 +44,7 @@ STATE_SCAN_EVENTS = 20000
 STATE_SCAN_BODIES = 5000
 # A product's timeline looks for deliveries of at most this many of the orders that sold it.
 TIMELINE_ORDERS = 200
+TIMELINE_EMBEDDINGS = 20
 
 IN_SYNC, PENDING, FAILED, STALE_IN_INDEX = "in sync", "pending", "failed", "stale in index"
 SYNC_STATES = (IN_SYNC, PENDING, FAILED, STALE_IN_INDEX)
@@ -284,7 +286,7 @@ class TimelineEntry:
 
 def product_timeline(product: Product, events: Iterable[WebhookEvent]) -> list[TimelineEntry]:
     """Everything that touched the product, newest first: deliveries and what they did, index
-    writes, admin actions, the last embedding and the trend scores."""
+    writes, admin actions, the embeddings and the trend scores."""
     entries: list[TimelineEntry] = []
     tones = {"applied": "ok", "stale": "warn", "no-op": "neutral", "failed": "bad", "rejected": "bad"}
     for e in events:
@@ -306,7 +308,11 @@ def product_timeline(product: Product, events: Iterable[WebhookEvent]) -> list[T
     entries.append(
         TimelineEntry(product.created_at, "catalog", "first stored in the catalog", product.handle)
     )
-    if product.embedded_at:
+    records = list(EmbeddingRecord.objects.filter(product_id=product.pk)[:TIMELINE_EMBEDDINGS])
+    for record in records:
+        title = "embedded (vector of an identical text reused)" if record.reused else "embedded"
+        entries.append(TimelineEntry(record.created_at, "embedding", title, record.model, "ok"))
+    if product.embedded_at and not records:  # embedded before the history was kept
         entries.append(
             TimelineEntry(product.embedded_at, "embedding", "embedded", product.embedding_model, "ok")
         )

@@ -288,7 +288,7 @@ def test_rescore_action_with_the_llm_queues_and_names_deleted_products(admin_cli
     assert queued.trend_requested_at is not None and queued.trend_inputs_hash == ""
 
 
-def test_timeline_shows_the_embedding(admin_client, catalog):
+def test_timeline_shows_every_embedding(admin_client, client, catalog):
     from search.embeddings import products_embed_pending
 
     product = Product.objects.filter(shop__domain=SHOP).first()
@@ -298,3 +298,14 @@ def test_timeline_shows_the_embedding(admin_client, catalog):
     timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
     [entry] = [e for e in timeline if e.kind == "embedding"]
     assert entry.title == "embedded" and entry.detail == product.embedding_model
+    # Its text changes: embedded again, and the timeline keeps both.
+    post(
+        client,
+        product.shop,
+        "products/update",
+        product_payload(product, ID_BASE, timezone.now(), title="Renamed"),
+    )
+    drain()
+    assert products_embed_pending().products == 1
+    timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
+    assert [e.title for e in timeline if e.kind == "embedding"] == ["embedded", "embedded"]
