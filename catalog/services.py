@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F
 
 from .models import OrderLine, Product, Shop, Variant
 from .normalize.fields import parse_datetime, parse_id, parse_int, parse_money, parse_optional_id, text
@@ -148,8 +149,12 @@ def _product_for_update(shop: Shop, data: CanonicalProduct) -> Product | None:
         return found
     if not data.handle:
         raise NormalizationError("a product without an id needs a handle")
+    # The live product with this handle; else the deleted one, so that importing an export again
+    # (it still lists a product deleted since) finds its tombstone and cannot bring it back.
     return (
-        products.filter(handle=data.handle, deleted_at__isnull=True).order_by("-shopify_updated_at").first()
+        products.filter(handle=data.handle)
+        .order_by(F("deleted_at").asc(nulls_first=True), F("shopify_updated_at").desc(nulls_last=True))
+        .first()
     )
 
 

@@ -162,6 +162,31 @@ def test_backfill_cannot_roll_back_a_newer_webhook(client, index):
     assert (product.title, product.shopify_id) == ("Ophelia Wig (renamed)", 9_000_000_000_001)
 
 
+def test_importing_the_export_again_does_not_bring_back_a_deleted_product(client, index):
+    from sync.pipeline import drain
+    from tests.conftest import post_webhook
+
+    backfill(shared_fixture(HAIR))
+    product = Product.objects.get(shop__domain=SHOP, title="Ophelia Kinky Curly Wig")
+    update = {"id": 9_000_000_000_002, "handle": product.handle, "title": product.title, "variants": []}
+    post_webhook(client, json.dumps({**update, "updated_at": "2026-01-01T00:00:00Z"}).encode(), shop=SHOP)
+    post_webhook(
+        client,
+        json.dumps({"id": 9_000_000_000_002}).encode(),
+        shop=SHOP,
+        topic="products/delete",
+        webhook_id="d",
+    )
+    drain()
+    product.refresh_from_db()
+    assert product.deleted_at is not None
+    out, _ = backfill(shared_fixture(HAIR))  # the old export still lists it
+    assert "stale 1" in out, out
+    assert Product.objects.filter(shop__domain=SHOP, handle=product.handle).count() == 1
+    assert Product.objects.live().filter(shop__domain=SHOP).count() == 83
+    assert index.get(str(product.pk)) is None
+
+
 def test_file_that_is_not_utf8_is_a_clear_error(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes(b"Handle,Title,Variant Price\ncafe,Caf\xe9 Latte,3.00\n")
