@@ -239,7 +239,10 @@ def _product_summary(product: Product) -> dict:
 
 
 def search_query_record(*, shop: str | None, query: str, mode: str, doc_ids: list[str]) -> None:
-    """Log one search and the products it showed: the search-demand signal's raw material."""
+    """Log one search and the products it showed: the search-demand signal's raw material. An
+    empty query asks for nothing and is not demand."""
+    if not query.strip():
+        return
     shop_id = Shop.objects.filter(domain=shop).values_list("pk", flat=True).first() if shop else None
     SearchQuery.objects.create(shop_id=shop_id, query=query[:512], mode=mode, results=doc_ids[:20])
 

@@ -98,6 +98,13 @@ def test_search_command_prints_ranked_results_and_json(index):
     call_command("search", "ophelia", "--shop", SHOP, "--json", stdout=out)
     rows = json.loads(out.getvalue())
     assert rows[0]["rank"] == 1 and rows[0]["title"] == "Ophelia Kinky Curly Wig"
+    # An operator's searches are not shopper demand, unless asked; an empty query never is.
+    from scoring.models import SearchQuery
+
+    assert not SearchQuery.objects.exists()
+    call_command("search", "ophelia", "--shop", SHOP, "--record-demand", stdout=io.StringIO())
+    call_command("search", " ", "--shop", SHOP, "--record-demand", stdout=io.StringIO())
+    assert list(SearchQuery.objects.values_list("query", flat=True)) == ["ophelia"]
 
 
 def test_search_command_rejects_an_unknown_shop():

@@ -20,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--shop", help="shop domain (*.myshopify.com); all shops when omitted")
         parser.add_argument("--limit", type=_positive_int, default=10, help="results to show (1-100)")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument(
+            "--record-demand",
+            action="store_true",
+            help="count it as shopper demand in trend scoring (an operator's search is not, by default)",
+        )
         parser.add_argument("--mode", choices=SEARCH_MODES, default="bm25", help="ranking (default bm25)")
         parser.add_argument(
             "--trend-boost", type=float, help="weight of the trend score (hybrid default from settings)"
@@ -39,7 +44,9 @@ class Command(BaseCommand):
         if shop and not Shop.objects.filter(domain=shop).exists():
             known = ", ".join(Shop.objects.values_list("domain", flat=True)) or "none"
             raise CommandError(f"unknown shop {shop!r}; known: {known}")
-        hits = search_products(query, shop=shop, limit=limit, mode=mode, trend_boost=trend_boost)
+        hits = search_products(
+            query, shop=shop, limit=limit, mode=mode, trend_boost=trend_boost, log=options["record_demand"]
+        )
         if json:
             rows = [
                 {
