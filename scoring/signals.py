@@ -12,7 +12,9 @@ local scorer weighs) and the time it refers to (its newest input), so a score ca
 - `search_demand`: how often our own searches of the last SEARCH_WINDOW_DAYS showed the product,
   each showing weighted 1 / rank; score 1 - e^(-d / 5).
 - `price_position`: where its lowest price sits among live products of the same type in the shop
-  (0 cheapest, 1 dearest); score 1 - position (affordable for its kind). Absent when it is alone.
+  (0 cheapest, 1 dearest); score 1 - position (affordable for its kind). Types are grouped
+  case-insensitively, singular and plural together ("Wig", "wigs"); absent in a group of fewer
+  than MIN_PRICE_PEERS. Its time is the group's newest product change.
 - `social_mentions`, `competitor_price`: the latest imported external values (`import_signals`);
   mentions score 1 - e^(-m / 50), a competitor price above ours scores above 0.5.
 """
@@ -24,7 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Min
+from django.db.models import Max, Min
 
 from catalog.models import OrderLine, Product, Variant
 from catalog.selectors import products_inventory_totals
@@ -39,6 +41,7 @@ RECENCY_HALF_LIFE_DAYS = 30.0
 UNKNOWN_AGE_DAYS = 365.0
 SEARCH_WINDOW_DAYS = 14
 SEARCH_LOG_LIMIT = 50_000  # the newest queries read per batch: bounded memory on a busy shop
+MIN_PRICE_PEERS = 5  # products of one type group needed before price position means something
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +88,15 @@ def products_signals(products: list[Product], *, now: datetime) -> dict[int, dic
             f"shown in searches {shown:.1f} times (rank-weighted, {SEARCH_WINDOW_DAYS} d)",
         )
         if product.pk in prices:
-            position, peers = prices[product.pk]
+            position, peers, at = prices[product.pk]
             signals["price_position"] = Signal(
                 round(position, 4),
                 1.0 - position,
-                None,
-                f"price at {position:.0%} of {peers} {product.product_type or 'untyped'} products",
+                at,
+                f"price at {position:.0%} of {peers} {product_type_group(product.product_type) or 'untyped'} "
+                "products",
             )
-        signals.update(_external_signals(product, external.get(product.pk, {}), prices))
+        signals.update(_external_signals(product, external.get(product.pk, {})))
         result[product.pk] = signals
     return result
 
@@ -158,35 +162,46 @@ def _search_demand(products: list[Product], now: datetime) -> dict[int, tuple[fl
     return {pk: (shown[pk], last[pk].isoformat()) for pk in shown}
 
 
-def _price_positions(products: list[Product]) -> dict[int, tuple[float, int]]:
-    """Percentile of each product's lowest price among live products of its type and shop."""
-    groups = {(p.shop_id, p.product_type) for p in products}
+def product_type_group(product_type: str) -> str:
+    """The peer group of a product type: merchants type "Wig", "wigs" and " Wigs" for one kind."""
+    group = " ".join(product_type.split()).casefold()
+    if group.endswith("s") and not group.endswith("ss") and len(group) > 3:
+        group = group[:-1]
+    return group
+
+
+def _price_positions(products: list[Product]) -> dict[int, tuple[float, int, str | None]]:
+    """Percentile of each product's lowest price among live products of its type group and shop,
+    with the group's size and its newest change; none where fewer than MIN_PRICE_PEERS compare
+    (being the cheapest of two says little)."""
+    groups = {(p.shop_id, product_type_group(p.product_type)) for p in products}
     rows = (
         Variant.objects.filter(
-            product__shop_id__in={g[0] for g in groups},
-            product__product_type__in={g[1] for g in groups},
-            product__deleted_at__isnull=True,
-            price__isnull=False,
+            product__shop_id__in={g[0] for g in groups}, product__deleted_at__isnull=True, price__isnull=False
         )
         .values("product_id", "product__shop_id", "product__product_type")
-        .annotate(low=Min("price"))
+        .annotate(low=Min("price"), changed=Max("product__modified_at"))
     )
     prices: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
+    changed: dict[tuple[int, str], datetime] = {}
     for row in rows:
-        key = (row["product__shop_id"], row["product__product_type"])
+        key = (row["product__shop_id"], product_type_group(row["product__product_type"]))
         if key in groups:
             prices[key].append((float(row["low"]), row["product_id"]))
-    positions: dict[int, tuple[float, int]] = {}
-    for members in prices.values():
-        if len(members) < 2:
+            if row["changed"] and (key not in changed or row["changed"] > changed[key]):
+                changed[key] = row["changed"]
+    positions: dict[int, tuple[float, int, str | None]] = {}
+    for key, members in prices.items():
+        if len(members) < MIN_PRICE_PEERS:
             continue
         values = sorted(price for price, _ in members)
+        at = changed[key].isoformat() if key in changed else None
         for price, pk in members:
             below = sum(1 for v in values if v < price)
             equal = sum(1 for v in values if v == price)
             # Mid-rank percentile: ties share a position; the cheapest is 0, the dearest 1.
             position = (below + (equal - 1) / 2) / (len(values) - 1)
-            positions[pk] = (min(max(position, 0.0), 1.0), len(values))
+            positions[pk] = (min(max(position, 0.0), 1.0), len(values), at)
     return positions
 
 
@@ -198,9 +213,7 @@ def _external(products: list[Product]) -> dict[int, dict[str, ExternalSignal]]:
     return latest
 
 
-def _external_signals(
-    product: Product, latest: dict[str, ExternalSignal], prices: dict[int, tuple[float, int]]
-) -> dict[str, Signal]:
+def _external_signals(product: Product, latest: dict[str, ExternalSignal]) -> dict[str, Signal]:
     signals = {}
     mentions = latest.get(ExternalSignal.Kind.SOCIAL_MENTIONS)
     if mentions is not None:

@@ -147,3 +147,40 @@ def test_schedules_exist():
     assert (weekly.func, weekly.schedule_type) == ("scoring.tasks.rescore_all", "W")
     assert schedules["scoring: rescore requested"].minutes == 5
     assert Schedule.objects.get(name="search: embed pending").func == "search.tasks.embed_pending"
+
+
+@pytest.mark.parametrize(
+    ("typed", "group"),
+    [("Wig", "wig"), (" wigs ", "wig"), ("Lace  Front Wigs", "lace front wig"), ("Glass", "glass")],
+)
+def test_product_types_group_case_and_plural_insensitively(typed, group):
+    from scoring.signals import product_type_group
+
+    assert product_type_group(typed) == group
+
+
+def test_price_position_compares_a_real_type_group_and_says_when(client):
+    from scoring.signals import MIN_PRICE_PEERS, product_type_group, products_signals
+    from tests.helpers import shared_fixture
+
+    call_command(
+        "backfill",
+        "--from-file",
+        str(shared_fixture("catalog/products_export__hair-extensions-store_2025__84-products.csv")),
+        "--shop",
+        "hair.myshopify.com",
+        verbosity=0,
+    )
+    products = list(Product.objects.live().prefetch_related("variants"))
+    signals = products_signals(products, now=timezone.now())
+    sizes: dict[str, int] = {}
+    for product in products:
+        group = product_type_group(product.product_type)
+        sizes[group] = sizes.get(group, 0) + any(v.price is not None for v in product.variants.all())
+    for product in products:
+        price = signals[product.pk].get("price_position")
+        if sizes[product_type_group(product.product_type)] < MIN_PRICE_PEERS:
+            assert price is None, product.product_type
+        else:
+            assert price is not None and price.at is not None and 0.0 <= price.score <= 1.0
+    assert any("price_position" in s for s in signals.values())
