@@ -224,6 +224,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+        # The model's own loading chatter; our encoder logs one line with the load time.
+        "sentence_transformers": {"level": "WARNING"},
         # Django's default config gives this logger a console handler of its own under DEBUG; it
         # also reaches the root's, so every line (tracebacks too) was printed twice.
         "django": {"handlers": [], "level": "INFO", "propagate": True},

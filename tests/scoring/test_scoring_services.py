@@ -121,7 +121,7 @@ def test_import_signals_command(product, tmp_path, capsys):
     path.write_text(
         "handle,kind,value,observed_at,source\n"
         f"{product.handle},social_mentions,120,2026-11-01T00:00:00Z,tiktok\n"
-        f"{product.handle},competitor_price,99.5,2026-11-01T00:00:00Z,rival.example\n"
+        f"{product.handle},competitor_price,99.5,2026-11-01,rival.example\n"
         "no-such-handle,social_mentions,3,2026-11-01T00:00:00Z,x\n"
         f"{product.handle},mood,1,2026-11-01T00:00:00Z,x\n"
     )
@@ -133,6 +133,7 @@ def test_import_signals_command(product, tmp_path, capsys):
     products_rescore(Product.objects.all(), scorer="local")
     signals = TrendScore.objects.get().signals
     assert signals["social_mentions"]["value"] == 120 and "competitor_price" in signals
+    assert signals["competitor_price"]["at"] == "2026-11-01T00:00:00+00:00"  # a bare date is UTC midnight
     with pytest.raises(CommandError):  # again: nothing new
         call_command("import_signals", "--from-file", str(path), "--shop", "feeder8.myshopify.com")
     assert "0 signals imported, 2 already known" in capsys.readouterr().out

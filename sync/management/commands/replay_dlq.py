@@ -25,4 +25,7 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"no dead letter with id {', '.join(map(str, missing))}")
         result = dead_letter_replay(ids=ids, due_only=due)
+        if not result.replayed:
+            self.stdout.write(f"{result}: nothing to replay" + (" yet (none is due)" if due else ""))
+            return
         self.stdout.write(f"{result}; run `manage.py drain` or let the worker process them")
