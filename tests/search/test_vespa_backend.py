@@ -100,6 +100,33 @@ def test_a_slow_answer_is_retryable_not_a_hang(vespa, fake_vespa):
     assert time.monotonic() - started < 3.5
 
 
+def test_vespa_timing_out_after_applying_is_unknown_then_confirmed_by_the_replay(vespa, fake_vespa):
+    # Slower than the timeout we send (0.8 s): Vespa answers 504, having applied the write.
+    fake_vespa.app.add_faults(Rule(latency_ms=1500, operation="update", count=1))
+    [result] = vespa.write([content(1)])
+    assert result.outcome == WriteOutcome.RETRYABLE and "outcome unknown" in result.error
+    assert [e["status"] for e in writes_sent(fake_vespa)] == [504]
+    assert vespa.write([content(1)])[0].outcome == WriteOutcome.STALE  # it had been applied
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_connection_dropped_mid_answer_is_retried_to_a_certain_outcome(vespa, fake_vespa, when):
+    fake_vespa.app.add_faults(Rule(drop_connection=when, operation="update", count=1))
+    [result] = vespa.write([content(1)])
+    # Before: the retry applies it. After: the retry's condition fails, and the read says the
+    # document already holds this version: confirmed either way, never written twice.
+    assert result.outcome == (WriteOutcome.APPLIED if when == "before" else WriteOutcome.STALE)
+    assert vespa.get(DOC)["vv_shopify"] == 1
+    assert writes_sent(fake_vespa)[0]["note"] == "connection dropped"
+
+
+def test_a_re_sent_message_changes_nothing_for_conditional_assigns(vespa, fake_vespa):
+    fake_vespa.app.add_faults(Rule(duplicate_apply=True, operation="update", count=None))
+    assert [r.outcome for r in vespa.write([content(1), stock(1, 7)])] == [WriteOutcome.APPLIED] * 2
+    document = vespa.get(DOC)
+    assert (document["vv_shopify"], document["vv_inventory"], document["inventory_total"]) == (1, 1, 7)
+
+
 def test_writes_to_one_document_wait_for_each_other(vespa, fake_vespa):
     # The content write is slow; had the stock write been sent meanwhile it would find no
     # document (MISSING) and the stock would be lost.

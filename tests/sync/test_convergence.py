@@ -678,8 +678,8 @@ def test_any_delivery_stream_converges(scenario, client, index, index_faults, cr
 
 class VespaFaults:
     """FAULTS as the Vespa stand-in answers them: every request 429 or 503 (the backend retries
-    until its deadline), every write applied and then answered 504 (a timeout whose write
-    happened: replaying it must be harmless), or a feed block (507)."""
+    until its deadline), every write applied and then answered 504 or cut off (a timeout whose
+    write happened: replaying it must be harmless), or a feed block (507)."""
 
     def __init__(self, fake_vespa) -> None:
         self.app = fake_vespa.app
@@ -692,8 +692,11 @@ class VespaFaults:
         if error.startswith(("429", "503")):
             self.app.add_faults(Rule(status=int(error[:3]), count=None))
         elif error.startswith("timed out"):
+            # The write happened and the client saw an error: a 504 for updates, a connection
+            # dropped mid-answer for removes.
             self.app.add_faults(
-                *(Rule(apply_then_fail=504, operation=op, count=None) for op in ("update", "remove"))
+                Rule(apply_then_fail=504, operation="update", count=None),
+                Rule(drop_connection="after", operation="remove", count=None),
             )
         else:
             self.app.knobs.feed_block = True

@@ -26,6 +26,7 @@ from . import selection, yql
 
 DOCV1 = re.compile(r"^/document/v1/(?P<ns>[^/]+)/(?P<type>[^/]+)/docid(?:/(?P<rest>.*))?$")
 JSON_HEADERS = [(b"content-type", b"application/json; charset=UTF-8")]
+MAX_HITS = 400  # the default query profile's maxHits
 PROFILES = ("bm25", "semantic", "hybrid", "default", "unranked")  # the last two are built in
 MESSAGES = {
     429: "Rejecting execution due to overload: 256 requests already enqueued",
@@ -47,27 +48,59 @@ class HTTPError(Exception):
 
 @dataclass
 class Rule:
-    """A fault: for requests matching `method`/`operation`/`doc_id` (regex), after `after_n` of
-    them, `count` times (None: for ever), with `probability`: answer `status` (before applying),
-    or sleep `latency_ms` then go on, or apply the operation and then answer `apply_then_fail`."""
+    """A fault (reference/vespa.md §6.7). Matches requests by `method`, `operation`, `path` and
+    `doc_id` (regexes) and the presence of a query `param`; fires after `after_n` matches, `count`
+    times (None: for ever), with `probability`. Actions:
+
+    - `status`: answer it before applying;
+    - `latency_ms`: a fixed delay, or [a, b] for a uniform one; with a `timeout` parameter shorter
+      than the delay, the answer is 504 after the timeout, the operation applied when
+      `apply_on_timeout` (a server that finished after the client gave up) or not;
+    - `apply_then_fail`: apply, then answer this status (500, 504: the client cannot tell);
+    - `drop_connection`: "before" or "after" applying, the answer breaks off mid-body;
+    - `duplicate_apply`: apply the operation twice (a re-sent message).
+    """
 
     status: int | None = None
-    latency_ms: float = 0.0
+    latency_ms: float | list[float] = 0.0
+    apply_on_timeout: bool = True
     apply_then_fail: int | None = None
+    drop_connection: str | None = None  # "before" or "after" applying
+    duplicate_apply: bool = False
     method: str | None = None
     operation: str | None = None  # put, update, remove, get, visit, search
+    path: str | None = None
     doc_id: str | None = None
+    param: str | None = None
     count: int | None = 1
     after_n: int = 0
     probability: float = 1.0
     seen: int = 0
 
-    def matches(self, method: str, operation: str, doc_id: str) -> bool:
+    def __post_init__(self) -> None:
+        if self.drop_connection not in (None, "before", "after"):
+            raise ValueError(f"drop_connection must be 'before' or 'after', got {self.drop_connection!r}")
+
+    def matches(self, method: str, operation: str, path: str, doc_id: str, params: dict[str, str]) -> bool:
         if self.method and self.method != method:
             return False
         if self.operation and self.operation != operation:
             return False
+        if self.path and not re.search(self.path, path):
+            return False
+        if self.param and self.param not in params:
+            return False
         return not (self.doc_id and not re.search(self.doc_id, doc_id))
+
+    def delay_seconds(self, rng: random.Random) -> float:
+        if isinstance(self.latency_ms, list | tuple):
+            low, high = self.latency_ms
+            return rng.uniform(low, high) / 1000
+        return self.latency_ms / 1000
+
+
+class Dropped(Exception):
+    """The answer breaks off mid-body (the connection or stream is torn down)."""
 
 
 @dataclass
@@ -75,7 +108,7 @@ class Knobs:
     max_inflight: int | None = None  # automatic 429 beyond this many concurrent document operations
     feed_block: bool = False  # every write answers 507
     ignore_undefined_fields: bool = False
-    log_bodies: bool = False
+    log_bodies: bool = False  # keep request and response bodies in the log
 
 
 @dataclass
@@ -97,6 +130,7 @@ class FakeVespa:
         self.kinds.update({version_field(w): Kind.LONG for w in WRITERS})
         self.field_names = frozenset(self.kinds)
         self.docs: dict[str, dict[str, Any]] = {}  # full id -> fields
+        self.tombstones: set[str] = set()  # full ids removed (and not written since)
         self.rules: list[Rule] = []
         self.knobs = Knobs()
         self.log: deque[dict[str, Any]] = deque(maxlen=log_size)
@@ -110,6 +144,7 @@ class FakeVespa:
     def reset(self) -> None:
         with self.lock:
             self.docs.clear()
+            self.tombstones.clear()
             self.rules.clear()
             self.knobs = Knobs()
             self.log.clear()
@@ -125,6 +160,13 @@ class FakeVespa:
     def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [entry for entry in self.log if operation is None or entry["operation"] == operation]
+
+    def seed(self, documents: dict[str, dict[str, Any]], *, namespace: str = "shopsync") -> None:
+        """Put documents in place directly (no log, no faults), fields as document/v1 takes them."""
+        with self.lock:
+            for user_id, fields in documents.items():
+                stored, _ = self._fields(dict(fields), update=False, current={})
+                self.docs[f"id:{namespace}:{self.doctype}::{user_id}"] = stored
 
     def user_docs(self) -> dict[str, dict[str, Any]]:
         with self.lock:
@@ -153,13 +195,22 @@ class FakeVespa:
         headers = dict(scope["headers"])
         if body and headers.get(b"content-encoding") == b"gzip":
             body = gzip.decompress(body)
-        status, payload, extra_headers = await self.handle(
-            scope["method"],
-            scope["raw_path"].decode("latin-1"),
-            scope["query_string"].decode(),
-            body,
-            scope.get("http_version", "1.1"),
-        )
+        try:
+            status, payload, extra_headers = await self.handle(
+                scope["method"],
+                scope["raw_path"].decode("latin-1"),
+                scope["query_string"].decode(),
+                body,
+                scope.get("http_version", "1.1"),
+            )
+        except Dropped:
+            # Headers promise a body that never comes; the server then tears the stream (HTTP/2)
+            # or the connection (HTTP/1.1) down, as a crashed container or a proxy would.
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]}
+            )
+            await send({"type": "http.response.body", "body": b'{"pathId":', "more_body": True})
+            raise
         data = orjson.dumps(payload)
         await send(
             {
@@ -194,7 +245,7 @@ class FakeVespa:
         with self.lock:
             self.seq += 1
             seq = self.seq
-            rule = self._fire(method, operation, doc_id)
+            rule = self._fire(method, operation, path, doc_id, params)
         entry = {
             "seq": seq,
             "http_version": http_version,
@@ -206,10 +257,36 @@ class FakeVespa:
         }
         if self.knobs.log_bodies:
             entry["body"] = body
+        for name in ("route", "tracelevel", "dryRun"):
+            if name in params:
+                entry[name] = params[name]
+        decide = lambda: self._decide(  # noqa: E731
+            method, operation, path, m if operation != "search" else None, doc_id, params, body
+        )
         self.inflight += 1  # the latency below is time the operation is in flight
         try:
-            if rule is not None and rule.latency_ms:
-                await asyncio.sleep(rule.latency_ms / 1000)
+            delay = rule.delay_seconds(self.rng) if rule is not None else 0.0
+            limit = _seconds(params.get("timeout")) if operation != "search" else None
+            if rule is not None and rule.drop_connection:
+                if rule.drop_connection == "after":
+                    decide()
+                entry.update(status=0, applied=rule.drop_connection == "after", note="connection dropped")
+                with self.lock:
+                    self.log.append(entry)
+                raise Dropped()
+            if delay and limit is not None and delay > limit:
+                await asyncio.sleep(limit)
+                applied = rule.apply_on_timeout and decide().applied
+                message = f"Request timeout after {round(limit * 1000)}ms"
+                decision = Decision(
+                    504, {"pathId": path, "id": doc_id, "message": message}, applied, "timeout"
+                )
+                entry.update(status=504, applied=applied, note="timeout")
+                with self.lock:
+                    self.log.append(entry)
+                return decision.status, decision.body, decision.headers
+            if delay:
+                await asyncio.sleep(delay)
             if (
                 self.knobs.max_inflight is not None
                 and self.inflight > self.knobs.max_inflight
@@ -221,9 +298,10 @@ class FakeVespa:
                     rule.status, {"pathId": path, "message": MESSAGES.get(rule.status, "fault")}
                 )
             else:
-                decision = self._decide(
-                    method, operation, path, m if operation != "search" else None, doc_id, params, body
-                )
+                decision = decide()
+                if rule is not None and rule.duplicate_apply and decision.applied:
+                    decide()  # the same message applied again
+                    decision.note = (decision.note + " applied twice").strip()
                 if rule is not None and rule.apply_then_fail:
                     note = f"applied, then answered {rule.apply_then_fail}"
                     decision = Decision(
@@ -235,13 +313,19 @@ class FakeVespa:
         finally:
             self.inflight -= 1
         entry.update(status=decision.status, applied=decision.applied, note=decision.note)
+        if self.knobs.log_bodies:
+            entry["response"] = decision.body
+        if operation not in ("search", "") and params.get("tracelevel", "0") not in ("", "0"):
+            decision.body["trace"] = []
         with self.lock:
             self.log.append(entry)
         return decision.status, decision.body, decision.headers
 
-    def _fire(self, method: str, operation: str, doc_id: str) -> Rule | None:
+    def _fire(
+        self, method: str, operation: str, path: str, doc_id: str, params: dict[str, str]
+    ) -> Rule | None:
         for rule in self.rules:
-            if not rule.matches(method, operation, doc_id):
+            if not rule.matches(method, operation, path, doc_id, params):
                 continue
             rule.seen += 1
             if rule.seen <= rule.after_n or (rule.count is not None and rule.count <= 0):
@@ -267,6 +351,12 @@ class FakeVespa:
             return 200, {}, []
         if path == "/_fake/log" and method == "GET":
             return 200, [{k: v for k, v in e.items() if k != "body"} for e in self.requests()], []
+        if path == "/_fake/docs" and method == "PUT":  # seed state: {user id: {field: value}}
+            try:
+                self.seed(orjson.loads(body))
+            except HTTPError as exc:
+                return exc.status, {"message": exc.message}, []
+            return 200, {"documents": len(self.docs)}, []
         if path == "/_fake/stats" and method == "GET":
             with self.lock:
                 statuses: dict[str, int] = {}
@@ -318,6 +408,9 @@ class FakeVespa:
                 raise HTTPError(400, "expected start of root object")
             if "fields" not in request:
                 raise HTTPError(400, 'document is missing the required "fields" field')
+            # Fields are parsed against the schema before anything else: a bad one is a 400 even
+            # for an update that would find no document.
+            self._fields(request["fields"], update=operation == "update", current={})
         condition = params.get("condition", request.get("condition"))
         create = params["create"].lower() == "true" if "create" in params else request.get("create") is True
         if self.knobs.feed_block:
@@ -339,17 +432,26 @@ class FakeVespa:
         elif condition and selection.evaluate(compiled, doc) is not True:
             return _failed(ok, "Condition did not match document")
         headers = []
+        dry_run = params.get("dryRun", "").lower() == "true"  # validated and decided, not applied
         if operation == "remove":
-            del self.docs[full_id]
-            return Decision(200, ok, applied=True)
+            if not dry_run:
+                del self.docs[full_id]
+                self.tombstones.add(full_id)
+            return Decision(200, ok, applied=not dry_run, note="dry run" if dry_run else "")
         if operation == "put":
             new, ignored = self._fields(request["fields"], update=False, current={})
         else:
             new, ignored = self._fields(request["fields"], update=True, current=dict(doc or {}))
         if ignored:
             headers.append((b"x-vespa-ignored-fields", b"true"))
+        if dry_run:
+            return Decision(200, ok, note="dry run", headers=headers)
+        note = ""
+        if doc is None:
+            note = "re-created after a remove" if full_id in self.tombstones else "created"
+        self.tombstones.discard(full_id)
         self.docs[full_id] = new
-        return Decision(200, ok, applied=True, note="created" if doc is None else "", headers=headers)
+        return Decision(200, ok, applied=True, note=note, headers=headers)
 
     def _fields(self, fields: Any, *, update: bool, current: dict[str, Any]):
         if not isinstance(fields, dict):
@@ -458,6 +560,8 @@ class FakeVespa:
         model_type = request.get("model.type", request.get("type", "weakAnd"))
         terms = yql.words(request.get("query", ""))
         hits = int(request.get("hits", parsed.limit if parsed.limit is not None else 10))
+        if hits > MAX_HITS:
+            raise HTTPError(400, f"{hits} hits requested, configured limit: {MAX_HITS}.")
         offset = int(request.get("offset", parsed.offset or 0))
         with self.lock:
             docs = {full_id: dict(doc) for full_id, doc in self.docs.items()}
@@ -599,6 +703,17 @@ def _render(value: Any, kind: Kind) -> Any:
     if kind == Kind.VECTOR:
         return {"type": kind.value, "values": value}
     return value
+
+
+def _seconds(value: str | None) -> float | None:
+    """A document/v1 `timeout` ("5s", "500ms", "0.5", "1m") in seconds; None if absent or unreadable."""
+    if not value:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", value)
+    if not m:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+    return float(m.group(1)) * scale
 
 
 _ = time  # the clock is not used yet (now() in selections is not in our subset)
