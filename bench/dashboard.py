@@ -70,6 +70,7 @@ def build(products: int, events: int) -> list:
 
     from catalog.models import Product, Shop, Variant
     from sync.models import DeadLetter, WebhookEvent
+    from sync.services import delivery_subject
 
     rng = random.Random(6)
     now = datetime.now(UTC)
@@ -134,6 +135,7 @@ def build(products: int, events: int) -> list:
                     received_at=received,
                     headers={"X-Shopify-Topic": topic},
                     body=body.encode(),
+                    subject_id=delivery_subject(topic, body.encode()),  # as ingest records it
                     status=status,
                     outcome=outcome,
                     attempts=0 if pending else 1,
