@@ -74,12 +74,13 @@ class WebhookEventAdmin(ShopScopedAdmin):
         "error_short",
     )
     list_filter = ("status", "outcome", "topic", ("shop", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("webhook_id", "event_id", "shop_domain")
+    # "=subject_id": the deliveries about one product, inventory item or order, by its Shopify id.
+    search_fields = ("webhook_id", "event_id", "shop_domain", "=subject_id")
     date_hierarchy = "received_at"
     actions = ["reprocess"]
     fields = (
         ("topic", "shop_domain", "api_version"),
-        ("webhook_id", "event_id"),
+        ("webhook_id", "event_id", "subject_id"),
         ("triggered_at", "received_at", "processed_at", "stored_at"),
         ("status", "outcome", "attempts", "next_attempt_at", "duplicate_deliveries"),
         "note",

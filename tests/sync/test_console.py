@@ -230,6 +230,10 @@ def test_timeline_finds_every_delivery_of_the_product_however_busy_the_shop(
     timeline = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").context["timeline"]
     shown = [entry.event_id for entry in timeline if entry.kind == "event"]
     assert shown == [e.pk for e in reversed(mine)]  # all three, newest first, none of the others
+    # Ops find a product's deliveries in the event list by its Shopify id, and a word does no harm.
+    listed = admin_client.get("/admin/sync/webhookevent/", {"q": str(shopify_id)}).context["cl"].result_list
+    assert [e.pk for e in listed] == [mine[0].pk]
+    assert admin_client.get("/admin/sync/webhookevent/", {"q": "wax"}).status_code == 200
 
 
 def test_product_page_names_the_dead_letter(admin_client, client, catalog):
