@@ -66,7 +66,12 @@ class Product(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     shopify_created_at = models.DateTimeField(null=True, blank=True)
     shopify_updated_at = models.DateTimeField(null=True, blank=True)
-    deleted_at = models.DateTimeField(null=True, blank=True, help_text="tombstone: deleted in Shopify")
+    deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when Shopify deleted it; the row stays as a tombstone so late deliveries cannot "
+        "bring it back",
+    )
 
     # What changed is decided by these hashes (DESIGN §4.5): no content write without a new
     # search_hash, no re-embedding without a new embed_text_hash, no rescore without new inputs.
