@@ -190,6 +190,12 @@ def _dlq(shop_ids: list[int] | None, now: datetime) -> dict[str, Any]:
     }
 
 
+MERCHANT_INDEX_ERROR = (
+    "the search index is not accepting writes right now; your changes are kept and applied once it "
+    "recovers (the operators see the details)"
+)
+
+
 def _index(shop_ids: list[int] | None) -> dict[str, Any]:
     alias = settings.SEARCH_BACKEND
     health = IndexHealth.objects.filter(alias=alias).first()
@@ -209,11 +215,15 @@ def _index(shop_ids: list[int] | None) -> dict[str, Any]:
         state = "degraded"
     else:
         state = "healthy"
+    error = ping_error or (health.last_error if health and degraded else "")
+    if error and shop_ids is not None:
+        # The index is shared: its raw errors can name other shops' documents and internal hosts.
+        error = MERCHANT_INDEX_ERROR
     return {
         "alias": alias,
         "state": state,
         "reachable": reachable,
-        "error": ping_error or (health.last_error if health and degraded else ""),
+        "error": error,
         "paused_until": health.paused_until if paused else None,
         "degraded_since": health.degraded_since if health else None,
         "products": products.count(),

@@ -108,6 +108,14 @@ def test_dashboard_counts_only_the_merchants_shop(merchant, admin_client, shops)
     assert {r.shop_id for r in mine_stats.runs} == {mine.pk}
 
 
+def test_merchants_see_that_the_index_fails_but_not_its_raw_errors(merchant, admin_client, index_faults):
+    from sync.selectors import MERCHANT_INDEX_ERROR
+
+    index_faults.fail("retryable", "503 from vespa-content-3.internal: doc id:shopsync:product::77")
+    assert merchant.get("/admin/dashboard/").context["stats"].index["error"] == MERCHANT_INDEX_ERROR
+    assert "vespa-content-3.internal" in admin_client.get("/admin/dashboard/").context["stats"].index["error"]
+
+
 def test_staff_without_shops_see_nothing_and_others_must_log_in(client, django_user_model, shops):
     staff = django_user_model.objects.create_user("nobody", password="pw", is_staff=True)
     client.force_login(staff)
