@@ -21,3 +21,35 @@ def q_cluster_retry_exceeds_timeout(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+# What a batch may still do after its index write (record the finished events) under the lease
+# renewed just before that write.
+LEASE_MARGIN_SECONDS = 15.0
+
+
+@register()
+def lease_outlasts_an_index_write(app_configs, **kwargs) -> list[Error]:
+    """A claimed batch's events are leased for SYNC_LEASE_SECONDS; the drain renews the lease
+    between its steps, but not during the one blocking index call. If that call may outlast the
+    lease, another worker takes the batch's events while it is still being written."""
+    from django.utils.module_loading import import_string
+
+    alias = settings.SEARCH_BACKEND
+    params = dict(settings.SEARCH_BACKENDS.get(alias, {}))
+    try:
+        backend_cls = import_string(params.pop("BACKEND"))
+    except (KeyError, ImportError):
+        return []  # a missing or wrong backend fails loudly where it is used
+    longest = backend_cls.longest_write_seconds(params)
+    lease = settings.SYNC_LEASE_SECONDS
+    if longest is not None and lease <= longest + LEASE_MARGIN_SECONDS:
+        return [
+            Error(
+                f"SYNC_LEASE_SECONDS ({lease:g}s) must be more than the longest index write of "
+                f"backend {alias!r} ({longest:g}s: its DEADLINE + REQUEST_TIMEOUT + 5 s) plus "
+                f"{LEASE_MARGIN_SECONDS:g}s, or a batch still being written is taken by a second worker.",
+                id="sync.E002",
+            )
+        ]
+    return []

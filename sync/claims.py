@@ -52,6 +52,15 @@ def claim_batch(size: int) -> list[WebhookEvent]:
     return events
 
 
+def leases_renew(events: list[WebhookEvent]) -> int:
+    """Extend the leases of these claimed events that have not run out (one that ran out may be
+    another worker's by now, and stays its). Returns how many were renewed."""
+    now = timezone.now()
+    return WebhookEvent.objects.filter(
+        pk__in=[e.pk for e in events], status=Status.PROCESSING, lease_expires_at__gte=now
+    ).update(lease_expires_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS))
+
+
 def _fair_shares(now, size: int) -> list[int]:
     """Up to `size` due events, an equal share per shop; what a small shop leaves unused is
     shared again among the shops that have more."""

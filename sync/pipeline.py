@@ -26,7 +26,7 @@ from config.db import bulk_set
 from search.backends.base import IndexError_, WriteOutcome, WriteResult
 from search.indexer import products_sync_index
 
-from .claims import claim_batch, coalesce
+from .claims import claim_batch, coalesce, leases_renew
 from .dlq import dead_letter_record, dead_letter_resolve
 from .handlers import Handled, event_apply, inventory_change, inventory_changes_apply
 from .health import index_degraded, index_pause, index_paused, index_recover_if_healthy
@@ -89,16 +89,39 @@ def drain(
         idle_until = time.monotonic() + idle_seconds
 
 
+class _Lease:
+    """Keeps a batch's leases alive between its steps: once a third of the lease has passed since
+    the claim (or the last renewal), the next step renews it first. The one blocking index call is
+    bounded by the backend (a startup check keeps the lease longer than it)."""
+
+    def __init__(self, batch: list[WebhookEvent]) -> None:
+        self.batch, self.renewed = batch, time.monotonic()
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed > settings.SYNC_LEASE_SECONDS / 3:
+            leases_renew(self.batch)
+            self.renewed = time.monotonic()
+
+
 def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEvent = None) -> None:
     """Apply a claimed batch: catalog first (per event; inventory all at once), then the index
     (one backend call for the batch), then record every finished event in one UPDATE."""
+    lease = _Lease(batch)
     kept, superseded = coalesce(batch)
     done: list[tuple[WebhookEvent, Handled]] = []
     # Products before stock: a product created in this batch has its variants when the batch's
     # inventory levels arrive, so they count at once instead of being parked for it.
-    handled = [(e, h) for e in kept if e.topic != INVENTORY_TOPIC and (h := _apply(e, stats)) is not None]
+    handled = []
+    for event in kept:
+        if event.topic != INVENTORY_TOPIC:
+            lease.keep()
+            if (h := _apply(event, stats)) is not None:
+                handled.append((event, h))
+    lease.keep()
     handled += _apply_inventory([event for event in kept if event.topic == INVENTORY_TOPIC], stats)
+    lease.keep()
     failures = _sync_index([pk for _, h in handled for pk in h.product_ids])
+    lease.keep()
     for event, h in handled:
         failure = next((failures[pk] for pk in h.product_ids if pk in failures), None)
         if failure is None:

@@ -77,6 +77,12 @@ class BaseBackend:
         self.alias = alias
         self.params = params
 
+    @classmethod
+    def longest_write_seconds(cls, params: dict[str, Any]) -> float | None:
+        """The longest one `write` call can take with these settings, retries included (None:
+        not bounded by the backend's own settings). The drain's lease must outlast it."""
+        return None
+
     def put(self, document: dict[str, Any]) -> None:
         """Create or replace the whole document `document["id"]` (reconcile's repair and tests;
         the pipeline writes through `write`)."""

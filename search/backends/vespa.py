@@ -60,6 +60,13 @@ class VespaBackend(BaseBackend):
     """Params: URL (required), NAMESPACE, CONCURRENCY, DEADLINE, REQUEST_TIMEOUT, COMPRESS, and
     for authenticated endpoints CERT + KEY (mTLS file paths) or TOKEN (from the environment)."""
 
+    @classmethod
+    def longest_write_seconds(cls, params: dict[str, Any]) -> float | None:
+        # Nothing is sent after the deadline; what was sent ends within its request timeout; _run
+        # waits 5 s more before it gives up on the loop.
+        deadline = float(params.get("DEADLINE") or DEFAULT_DEADLINE)
+        return deadline + float(params.get("REQUEST_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT) + 5.0
+
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         url = params.get("URL") or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -60,3 +61,36 @@ def test_backed_off_events_wait_for_their_time():
         next_attempt_at=timezone.now() + timedelta(hours=1)
     )
     assert [e.webhook_id for e in claim_batch(10)] == [f"{shop.pk}-1"]
+
+
+def test_a_live_lease_is_renewed_and_a_lapsed_one_left_to_whoever_has_it(settings):
+    from sync.claims import leases_renew
+
+    shop = Shop.objects.create(domain="a.myshopify.com")
+    _pending(shop, 2)
+    first, second = claim_batch(10)
+    WebhookEvent.objects.filter(pk=second.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    settings.SYNC_LEASE_SECONDS = 600
+    assert leases_renew([first, second]) == 1
+    leases = dict(WebhookEvent.objects.values_list("pk", "lease_expires_at"))
+    assert leases[first.pk] > timezone.now() + timedelta(seconds=500)
+    assert leases[second.pk] < timezone.now()
+
+
+def test_a_slow_batch_keeps_its_lease_between_steps(settings, monkeypatch):
+    import sync.pipeline as pipeline
+
+    settings.SYNC_LEASE_SECONDS = 0.9  # a third of it passes while the first event is applied
+    shop = Shop.objects.create(domain="a.myshopify.com")
+    _pending(shop, 3)
+    renewed = []
+    real_renew, real_apply = pipeline.leases_renew, pipeline._apply
+
+    def slow_apply(event, stats):
+        time.sleep(0.35)
+        return real_apply(event, stats)
+
+    monkeypatch.setattr(pipeline, "_apply", slow_apply)
+    monkeypatch.setattr(pipeline, "leases_renew", lambda events: renewed.append(real_renew(events)))
+    assert drain().outcomes == {"skipped": 3}
+    assert renewed and all(count > 0 for count in renewed)  # renewed while the events were still its own

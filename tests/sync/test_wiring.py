@@ -34,6 +34,22 @@ def test_sweep_schedule_exists():
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("sync.tasks.drain_pending", "I", 1)
 
 
+def test_check_refuses_a_lease_shorter_than_the_longest_index_write(settings):
+    settings.SEARCH_BACKENDS = {
+        **settings.SEARCH_BACKENDS,
+        "vespa": {
+            "BACKEND": "search.backends.vespa.VespaBackend",
+            "URL": "http://vespa:8080",
+            "DEADLINE": 60,
+        },
+    }
+    settings.SEARCH_BACKEND = "vespa"
+    call_command("check")  # the defaults: a 120 s lease against at most 75 s of writing
+    settings.SYNC_LEASE_SECONDS = 80
+    with pytest.raises(SystemCheckError, match="SYNC_LEASE_SECONDS"):
+        call_command("check")
+
+
 def test_check_refuses_retry_not_larger_than_timeout(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 300, "retry": 300}
     with pytest.raises(SystemCheckError, match="retry"):
