@@ -23,8 +23,9 @@ def q_cluster_retry_exceeds_timeout(app_configs, **kwargs) -> list[Error]:
     return []
 
 
-# What a batch may still do after its index write (record the finished events) under the lease
-# renewed just before that write.
+# The drain renews a batch's lease before a step once this much has passed since the last renewal,
+# and a batch may take this long after its index write (recording the finished events): the
+# lease must outlast the longest index write plus twice this.
 LEASE_MARGIN_SECONDS = 15.0
 
 
@@ -43,12 +44,12 @@ def lease_outlasts_an_index_write(app_configs, **kwargs) -> list[Error]:
         return []  # a missing or wrong backend fails loudly where it is used
     longest = backend_cls.longest_write_seconds(params)
     lease = settings.SYNC_LEASE_SECONDS
-    if longest is not None and lease <= longest + LEASE_MARGIN_SECONDS:
+    if longest is not None and lease <= longest + 2 * LEASE_MARGIN_SECONDS:
         return [
             Error(
                 f"SYNC_LEASE_SECONDS ({lease:g}s) must be more than the longest index write of "
                 f"backend {alias!r} ({longest:g}s: its DEADLINE + REQUEST_TIMEOUT + 5 s) plus "
-                f"{LEASE_MARGIN_SECONDS:g}s, or a batch still being written is taken by a second worker.",
+                f"{2 * LEASE_MARGIN_SECONDS:g}s, or a batch still being written is taken by a second worker.",
                 id="sync.E002",
             )
         ]

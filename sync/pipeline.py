@@ -26,6 +26,7 @@ from config.db import bulk_set
 from search.backends.base import IndexError_, WriteOutcome, WriteResult
 from search.indexer import products_sync_index
 
+from .checks import LEASE_MARGIN_SECONDS
 from .claims import claim_batch, coalesce, leases_renew
 from .dlq import dead_letter_record, dead_letter_resolve
 from .handlers import Handled, event_apply, inventory_change, inventory_changes_apply
@@ -90,15 +91,18 @@ def drain(
 
 
 class _Lease:
-    """Keeps a batch's leases alive between its steps: once a third of the lease has passed since
-    the claim (or the last renewal), the next step renews it first. The one blocking index call is
-    bounded by the backend (a startup check keeps the lease longer than it)."""
+    """Keeps a batch's leases alive between its steps. The one blocking index call is bounded by
+    the backend, and a startup check keeps the lease longer than that call plus two margins
+    (sync.checks.LEASE_MARGIN_SECONDS): so the lease is renewed before a step once a margin has
+    passed since the claim or the last renewal, which leaves the index call its whole length and
+    the finishing a margin."""
 
     def __init__(self, batch: list[WebhookEvent]) -> None:
         self.batch, self.renewed = batch, time.monotonic()
 
     def keep(self) -> None:
-        if time.monotonic() - self.renewed > settings.SYNC_LEASE_SECONDS / 3:
+        margin = min(LEASE_MARGIN_SECONDS, settings.SYNC_LEASE_SECONDS / 3)
+        if time.monotonic() - self.renewed > margin:
             leases_renew(self.batch)
             self.renewed = time.monotonic()
 
