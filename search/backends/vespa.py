@@ -239,6 +239,9 @@ class VespaBackend(BaseBackend):
         )
         try:
             async with feed.slots:
+                if feed.remaining() <= 0:  # past the deadline: not sent; the write ends retryable
+                    call.close()
+                    return None
                 response = await call
         except Exception:
             return None

@@ -94,10 +94,15 @@ def test_unknown_outcome_is_retryable_and_safe_to_replay(vespa, fake_vespa, stat
 
 
 def test_a_slow_answer_is_retryable_not_a_hang(vespa, fake_vespa):
-    fake_vespa.app.add_faults(Rule(latency_ms=1500, operation="update", count=1))
+    # A node that hangs past the timeout we asked for: our own request timeout (1 s) ends the wait.
+    fake_vespa.app.add_faults(Rule(latency_ms=1500, operation="update", count=1, honor_timeout=False))
     started = time.monotonic()
     assert vespa.write([content(1)])[0].outcome in (WriteOutcome.RETRYABLE, WriteOutcome.APPLIED)
     assert time.monotonic() - started < 3.5
+    deadline = time.monotonic() + 5
+    while fake_vespa.app.inflight and time.monotonic() < deadline:  # the hung request ends late
+        time.sleep(0.05)
+    assert 504 not in [e["status"] for e in writes_sent(fake_vespa)]
 
 
 def test_vespa_timing_out_after_applying_is_unknown_then_confirmed_by_the_replay(vespa, fake_vespa):

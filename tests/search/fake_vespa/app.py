@@ -55,7 +55,8 @@ class Rule:
     - `status`: answer it before applying;
     - `latency_ms`: a fixed delay, or [a, b] for a uniform one; with a `timeout` parameter shorter
       than the delay, the answer is 504 after the timeout, the operation applied when
-      `apply_on_timeout` (a server that finished after the client gave up) or not;
+      `apply_on_timeout` (a server that finished after the client gave up) or not; with
+      `honor_timeout` off, the full delay whatever the timeout (the client's own timeout ends it);
     - `apply_then_fail`: apply, then answer this status (500, 504: the client cannot tell);
     - `drop_connection`: "before" or "after" applying, the answer breaks off mid-body;
     - `duplicate_apply`: apply the operation twice (a re-sent message).
@@ -63,6 +64,7 @@ class Rule:
 
     status: int | None = None
     latency_ms: float | list[float] = 0.0
+    honor_timeout: bool = True  # False: answer after the latency whatever timeout was asked (a hung node)
     apply_on_timeout: bool = True
     apply_then_fail: int | None = None
     drop_connection: str | None = None  # "before" or "after" applying
@@ -274,7 +276,7 @@ class FakeVespa:
                 with self.lock:
                     self.log.append(entry)
                 raise Dropped()
-            if delay and limit is not None and delay > limit:
+            if delay and limit is not None and delay > limit and rule.honor_timeout:
                 await asyncio.sleep(limit)
                 applied = rule.apply_on_timeout and decide().applied
                 message = f"Request timeout after {round(limit * 1000)}ms"
