@@ -71,7 +71,8 @@ def inventory_levels_apply(changes: list[LevelChange]) -> list[ApplyResult]:
                 available=level.available,
                 shopify_updated_at=level.shopify_updated_at,
             )
-            for (shop_id, item_id, location_id), level in created.items()
+            # In key order, as the locks: two batches creating the same levels never deadlock.
+            for (shop_id, item_id, location_id), level in sorted(created.items(), key=lambda kv: kv[0])
         )
         bulk_set(
             InventoryLevel,
