@@ -156,7 +156,7 @@ def delivery_subject(topic: str, body: bytes) -> int | None:
         value = orjson.loads(body).get(key)
     except (orjson.JSONDecodeError, AttributeError):
         return None
-    if isinstance(value, str) and value.isdigit():  # some API versions send ids as strings
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # ids sent as strings
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SHOPIFY_ID:
         return None

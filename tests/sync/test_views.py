@@ -50,7 +50,10 @@ def test_ingest_records_what_the_delivery_is_about(client, fixture, topic, key):
     assert WebhookEvent.objects.get().subject_id == int(json.loads(body)[key])
 
 
-@pytest.mark.parametrize("body", [b'{"id": "not a number"}', b'{"id": true}', b'{"no_id": 1}', b'{"id": -4}'])
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id": "not a number"}', b'{"id": true}', b'{"no_id": 1}', b'{"id": -4}', '{"id": "\u00b2"}'.encode()],
+)
 def test_a_delivery_without_a_usable_id_is_stored_without_a_subject(client, body):
     assert post_webhook(client, body, topic="products/update").status_code == 200
     assert WebhookEvent.objects.get().subject_id is None
