@@ -146,23 +146,23 @@ def product_events(product: Product, *, limit: int = 50) -> list[WebhookEvent]:
     """The newest `limit` deliveries that touched the product, newest first: by subject through
     the index, and deliveries stored without a subject among the shop's newest ones."""
     items = [v for v in product.variants.all().values_list("inventory_item_id", flat=True) if v]
-    kinds: dict[int, tuple[str, ...]] = dict.fromkeys(items, (INVENTORY_TOPIC,))
+    # (topic, subject) pairs, so ids of different kinds of object that coincide never match.
+    about = Q(topic=INVENTORY_TOPIC, subject_id__in=items) if items else Q(pk__in=[])
     if product.shopify_id is not None:
-        orders = (
+        orders = list(
             OrderLine.objects.filter(shop_id=product.shop_id, product_shopify_id=product.shopify_id)
             .order_by("-order_id")
             .values_list("order_id", flat=True)
             .distinct()[:TIMELINE_ORDERS]
         )
-        kinds.update(dict.fromkeys(orders, (ORDER_TOPIC,)))
-        kinds[product.shopify_id] = PRODUCT_TOPICS
-    found = [
-        e
-        for e in WebhookEvent.objects.filter(shop_id=product.shop_id, subject_id__in=list(kinds))
+        about |= Q(topic__in=PRODUCT_TOPICS, subject_id=product.shopify_id)
+        if orders:
+            about |= Q(topic=ORDER_TOPIC, subject_id__in=orders)
+    found = list(
+        WebhookEvent.objects.filter(about, shop_id=product.shop_id, subject_id__isnull=False)
         .defer("headers")
-        .order_by("-id")[: limit * 2]
-        if e.topic in kinds[e.subject_id]  # ids of different kinds of object could coincide
-    ]
+        .order_by("-id")[:limit]
+    )
     older = _events_without_subject(product, items, limit)
     return sorted(found + older, key=lambda e: e.pk, reverse=True)[:limit]
 
