@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Max, Min
+from django.db.models.functions import Lower, Trim
 
 from catalog.models import OrderLine, Product, Variant
 from catalog.selectors import products_inventory_totals
@@ -175,9 +176,16 @@ def _price_positions(products: list[Product]) -> dict[int, tuple[float, int, str
     with the group's size and its newest change; none where fewer than MIN_PRICE_PEERS compare
     (being the cheapest of two says little)."""
     groups = {(p.shop_id, product_type_group(p.product_type)) for p in products}
+    # Narrowed in SQL to the types that can fall in these groups (lower-cased, trimmed, singular
+    # or plural), so a batch reads its peers, not the shop's whole catalog; exact in Python below.
+    spellings = {spelling for _, group in groups for spelling in (group, f"{group}s")}
     rows = (
-        Variant.objects.filter(
-            product__shop_id__in={g[0] for g in groups}, product__deleted_at__isnull=True, price__isnull=False
+        Variant.objects.annotate(type_key=Lower(Trim("product__product_type")))
+        .filter(
+            product__shop_id__in={g[0] for g in groups},
+            product__deleted_at__isnull=True,
+            price__isnull=False,
+            type_key__in=spellings,
         )
         .values("product_id", "product__shop_id", "product__product_type")
         .annotate(low=Min("price"), changed=Max("product__modified_at"))
