@@ -22,7 +22,7 @@ from .normalize import (
     product_from_rest,
 )
 from .normalize.types import CanonicalProduct
-from .services import APPLIED, product_apply
+from .services import APPLIED, STALE, product_apply
 
 # Big enough to amortize transaction overhead, small enough that progress shows on a large file
 # and a crash loses little work.
@@ -40,6 +40,7 @@ class SourceItem:
 class BatchResult:
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # imported items an operator should know about
     changed_product_ids: list[int] = field(default_factory=list)
     embed_changed: bool = False  # some product's embedded text changed
     score_changed_ids: list[int] = field(default_factory=list)  # scoring inputs changed
@@ -86,6 +87,8 @@ def _apply(shop: Shop, item: SourceItem, batch: BatchResult) -> None:
         batch.errors.append(f"{item.where}: {exc}")
         return
     batch.outcomes[result.outcome] = batch.outcomes.get(result.outcome, 0) + 1
+    if result.outcome == STALE and result.product is not None and result.product.deleted_at is not None:
+        batch.notes.append(f"{item.where}: not brought back: {result.reason}")
     if result.outcome == APPLIED:
         batch.changed_product_ids.append(result.product.pk)
         batch.embed_changed |= result.embed_changed

@@ -160,7 +160,15 @@ def _product_for_update(shop: Shop, data: CanonicalProduct) -> Product | None:
 
 def _stale_reason(product: Product, data: CanonicalProduct) -> str:
     if product.deleted_at is not None:
-        return f"product was deleted at {product.deleted_at.isoformat()}"
+        reason = f"product was deleted at {product.deleted_at.isoformat()}"
+        if data.shopify_id is None:
+            # Matched by handle: an export without ids cannot tell a product re-created in Shopify
+            # under the same handle from the deleted one, so it is not brought back on a guess.
+            reason += (
+                f" (matched by handle {data.handle!r}; if it was re-created in Shopify, import an "
+                "export with ids: Admin API JSON or bulk JSONL)"
+            )
+        return reason
     stored = product.shopify_updated_at
     if stored is None:
         return ""

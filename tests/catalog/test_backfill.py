@@ -169,7 +169,7 @@ def test_backfill_cannot_roll_back_a_newer_webhook(client, index):
     assert (product.title, product.shopify_id) == ("Ophelia Wig (renamed)", 9_000_000_000_001)
 
 
-def test_importing_the_export_again_does_not_bring_back_a_deleted_product(client, index):
+def test_importing_the_export_again_does_not_bring_back_a_deleted_product(client, index, tmp_path):
     from sync.pipeline import drain
     from tests.conftest import post_webhook
 
@@ -189,9 +189,22 @@ def test_importing_the_export_again_does_not_bring_back_a_deleted_product(client
     assert product.deleted_at is not None
     out, _ = backfill(shared_fixture(HAIR))  # the old export still lists it
     assert "stale 1" in out, out
+    assert "not brought back: product was deleted at" in out and "import an export with ids" in out
     assert Product.objects.filter(shop__domain=SHOP, handle=product.handle).count() == 1
     assert Product.objects.live().filter(shop__domain=SHOP).count() == 83
     assert index.get(str(product.pk)) is None
+    # Had it been re-created in Shopify under that handle, an export with ids brings it in.
+    recreated = {
+        "id": 9_000_000_000_003,
+        "handle": product.handle,
+        "title": product.title,
+        "updated_at": "2026-02-01T00:00:00Z",
+        "variants": [{"id": 3, "price": "1.00"}],
+    }
+    path = tmp_path / "products.json"
+    path.write_text(json.dumps({"products": [recreated]}))
+    assert "applied 1" in backfill(path)[0]
+    assert Product.objects.live().filter(shop__domain=SHOP, handle=product.handle).count() == 1
 
 
 def test_file_that_is_not_utf8_is_a_clear_error(tmp_path):

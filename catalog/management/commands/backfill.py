@@ -56,5 +56,7 @@ class Command(BaseCommand):
         self.skipped += len(batch.errors)
         for error in batch.errors:
             self.stderr.write(f"  skipped {error}")
+        for note in batch.notes:
+            self.stdout.write(f"  {note}")
         indexed = run.counts.get("indexed", 0)
         self.stdout.write(f"  {run.cursor} products read, {indexed} indexed")
