@@ -70,7 +70,7 @@ def build(products: int, events: int) -> list:
 
     from catalog.models import Product, Shop, Variant
     from sync.models import DeadLetter, WebhookEvent
-    from sync.services import delivery_subject
+    from sync.services import delivery_subject, json_object
 
     rng = random.Random(6)
     now = datetime.now(UTC)
@@ -135,7 +135,7 @@ def build(products: int, events: int) -> list:
                     received_at=received,
                     headers={"X-Shopify-Topic": topic},
                     body=body.encode(),
-                    subject_id=delivery_subject(topic, body.encode()),  # as ingest records it
+                    subject_id=delivery_subject(topic, json_object(body.encode())),  # as ingest does
                     status=status,
                     outcome=outcome,
                     attempts=0 if pending else 1,

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Shop
-from catalog.normalize.fields import parse_datetime
+from catalog.normalize.fields import parse_datetime, parse_id
 from catalog.normalize.types import NormalizationError
 
 from .models import WebhookEvent
@@ -69,14 +69,15 @@ def shop_get_or_create(*, domain: str) -> Shop:
 
 
 def webhook_event_record(
-    *, shop: Shop | None, delivery: Delivery, rejected_reason: str = ""
+    *, shop: Shop | None, delivery: Delivery, rejected_reason: str = "", payload: dict | None = None
 ) -> tuple[WebhookEvent | None, bool]:
     """Store a verified delivery; returns (event, created).
 
     One INSERT ... ON CONFLICT DO NOTHING: the unique (shop, webhook_id) constraint decides, so
     two copies racing on two workers cannot both be stored, and no savepoint or extra round trip
     is needed on the hot path. A repeat is counted on the original row. A created pending event
-    wakes the drain worker after commit. Returns (None, False) for a repeat.
+    wakes the drain worker after commit. Returns (None, False) for a repeat. `payload`: the body
+    already parsed by the caller (the webhook view), so it is not parsed twice.
     """
     event = WebhookEvent(
         shop=shop,
@@ -89,7 +90,9 @@ def webhook_event_record(
         headers=delivery.headers,
         body=delivery.body,
         received_at=timezone.now(),
-        subject_id=None if rejected_reason else delivery_subject(delivery.topic, delivery.body),
+        subject_id=None
+        if rejected_reason
+        else delivery_subject(delivery.topic, payload if payload is not None else json_object(delivery.body)),
     )
     if rejected_reason:
         event.status = WebhookEvent.Status.REJECTED
@@ -146,21 +149,26 @@ SUBJECT_KEYS = {
 MAX_SHOPIFY_ID = 2**63 - 1
 
 
-def delivery_subject(topic: str, body: bytes) -> int | None:
-    """The Shopify id a delivery is about, or None (other topics, or a body without one: the
-    drain reports that; ingest only stores)."""
+def delivery_subject(topic: str, payload: dict | None) -> int | None:
+    """The Shopify id a delivery (its parsed body) is about, or None: other topics, or a body
+    without a usable id (the drain reports that; ingest only stores)."""
     key = SUBJECT_KEYS.get(topic)
-    if key is None:
+    if key is None or not isinstance(payload, dict):
         return None
     try:
-        value = orjson.loads(body).get(key)
-    except (orjson.JSONDecodeError, AttributeError):
+        value = parse_id(payload.get(key), name=key)
+    except NormalizationError:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():  # ids sent as strings
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SHOPIFY_ID:
+    return value if 0 < value <= MAX_SHOPIFY_ID else None
+
+
+def json_object(body: bytes) -> dict | None:
+    """The body as a JSON object, or None if it is not one."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
-    return value
+    return payload if isinstance(payload, dict) else None
 
 
 def _header_datetime(value: str):

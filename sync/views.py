@@ -43,10 +43,12 @@ class ShopifyWebhookView(APIView):
             _log_refused(delivery, "missing or malformed signature" if signature is None else "bad signature")
             return _answer(401, "invalid webhook signature")
 
-        reason = _malformed(delivery, body)
+        reason, payload = _malformed(delivery, body)
         if reason is None and shop is None:
             shop = shop_get_or_create(domain=delivery.shop_domain)
-        event, created = webhook_event_record(shop=shop, delivery=delivery, rejected_reason=reason or "")
+        event, created = webhook_event_record(
+            shop=shop, delivery=delivery, rejected_reason=reason or "", payload=payload
+        )
         if reason:
             logger.warning(
                 "webhook rejected: %s (event %s, shop=%s)", reason, event and event.pk, delivery.shop_domain
@@ -73,21 +75,22 @@ def _delivery(raw: HttpRequest, body: bytes) -> Delivery:
     )
 
 
-def _malformed(delivery: Delivery, body: bytes) -> str | None:
-    """Why a verified delivery cannot be processed, or None. Such deliveries are kept, not queued."""
+def _malformed(delivery: Delivery, body: bytes) -> tuple[str | None, dict | None]:
+    """Why a verified delivery cannot be processed (None if it can), and its parsed body. Such
+    deliveries are kept, not queued."""
     if not delivery.topic:
-        return "missing X-Shopify-Topic header"
+        return "missing X-Shopify-Topic header", None
     if not delivery.shop_domain:
-        return "missing X-Shopify-Shop-Domain header"
+        return "missing X-Shopify-Shop-Domain header", None
     if not SHOP_DOMAIN.match(delivery.shop_domain):
-        return f"X-Shopify-Shop-Domain {delivery.shop_domain!r} is not a *.myshopify.com domain"
+        return f"X-Shopify-Shop-Domain {delivery.shop_domain!r} is not a *.myshopify.com domain", None
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return f"body is not JSON: {exc}"
+        return f"body is not JSON: {exc}", None
     if not isinstance(payload, dict):
-        return f"body must be a JSON object, got {type(payload).__name__}"
-    return None
+        return f"body must be a JSON object, got {type(payload).__name__}", None
+    return None, payload
 
 
 def _log_refused(delivery: Delivery, reason: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from .types import PRODUCT_STATUSES, NormalizationError
@@ -28,7 +28,7 @@ def parse_id(value: object, *, name: str = "id") -> int:
         match = _GID.match(text)
         if match:
             return int(match.group(1))
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # "²".isdigit() is true, and int() refuses it
             return int(text)
     raise NormalizationError(f"{name} must be an integer id or a Shopify GID, got {value!r}")
 
@@ -52,6 +52,18 @@ def parse_datetime(value: object, *, name: str = "timestamp") -> datetime | None
     if parsed.tzinfo is None:
         raise NormalizationError(f"{name} has no UTC offset: {value!r}")
     return parsed
+
+
+def parse_day_or_datetime(value: object, *, name: str = "timestamp") -> datetime | None:
+    """A bare date (YYYY-MM-DD) as midnight UTC, or an ISO-8601 time with offset (operators type
+    dates; exports carry times)."""
+    if isinstance(value, str) and len(value.strip()) == 10:
+        try:
+            day = datetime.strptime(value.strip(), "%Y-%m-%d")
+        except ValueError as exc:
+            raise NormalizationError(f"{name} is not a date (YYYY-MM-DD): {value!r}") from exc
+        return day.replace(tzinfo=UTC)
+    return parse_datetime(value, name=name)
 
 
 def parse_money(value: object, *, name: str = "price") -> Decimal | None:
