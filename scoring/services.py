@@ -26,7 +26,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalog.models import Product, Shop
-from catalog.normalize.fields import parse_datetime
+from catalog.normalize.fields import parse_day_or_datetime
 from catalog.normalize.types import NormalizationError
 from catalog.versioning import version_bump
 from config.db import bulk_set
@@ -296,10 +296,7 @@ def _external_row(row: dict, products: dict[str, int]) -> ExternalSignal:
     value = float(row["value"])
     if not math.isfinite(value):
         raise ValueError(f"value must be a finite number, got {row['value']!r}")
-    raw = (row.get("observed_at") or "").strip()
-    if len(raw) == 10:  # a bare date (YYYY-MM-DD), as `rescore --since` takes: midnight UTC
-        raw += "T00:00:00+00:00"
-    observed_at = parse_datetime(raw, name="observed_at")
+    observed_at = parse_day_or_datetime(row.get("observed_at"), name="observed_at")
     if observed_at is None:
         raise ValueError("observed_at is required")
     return ExternalSignal(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from datetime import time as dtime
+from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.models import Product, Shop
-from catalog.normalize.fields import parse_datetime
+from catalog.normalize.fields import parse_day_or_datetime
 from catalog.normalize.types import NormalizationError
 from scoring.services import SCORERS, products_rescore
 
@@ -71,10 +70,8 @@ class Command(BaseCommand):
 
 def _since(value: str) -> datetime:
     try:
-        if len(value) == 10:
-            return datetime.combine(datetime.fromisoformat(value).date(), dtime(0), tzinfo=UTC)
-        parsed = parse_datetime(value, name="--since")
-    except (ValueError, NormalizationError) as exc:
+        parsed = parse_day_or_datetime(value, name="--since")
+    except NormalizationError as exc:
         raise CommandError(f"--since must be a date or ISO time, got {value!r}") from exc
     if parsed is None:
         raise CommandError("--since needs a value")
