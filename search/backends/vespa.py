@@ -211,19 +211,12 @@ class VespaBackend(BaseBackend):
         return await self._send(call, feed)
 
     async def _send(self, call: Coroutine[Any, Any, Any], feed: _Feed) -> tuple[int, str]:
-        # A request in flight is never cancelled from here: the client's own timeout ends it.
-        # (Abandoning HTTP/2 streams mid-answer can leave their unread data holding the
-        # connection's flow-control window, until no answer gets through at all.) So the deadline
-        # is checked once a slot is free, right before sending: a write that waited for a slot
-        # past it is not sent, and the whole call ends within deadline + request timeout.
         try:
-            async with feed.slots:
-                if feed.remaining() <= 0:
-                    call.close()
-                    return 0, "the call's deadline passed before the request was sent"
-                response = await call
+            response = await _in_time(call, feed)
         except Exception as exc:  # httpr raises its own transport errors, timeouts included
             return 0, f"{type(exc).__name__}: {exc} (a write may have been applied)"
+        if response is None:
+            return 0, "the call's deadline passed before the request was sent"
         body = response.json if isinstance(response.json, dict) else {}
         return response.status_code, str(body.get("message", ""))[:500]
 
@@ -238,12 +231,10 @@ class VespaBackend(BaseBackend):
             DOCUMENT_TYPE, write.doc_id, namespace=self.namespace, fieldSet=f"{DOCUMENT_TYPE}:{vv}"
         )
         try:
-            async with feed.slots:
-                if feed.remaining() <= 0:  # past the deadline: not sent; the write ends retryable
-                    call.close()
-                    return None
-                response = await call
+            response = await _in_time(call, feed)
         except Exception:
+            return None
+        if response is None:  # past the deadline: not sent; the write ends retryable
             return None
         if response.status_code == 404:
             return WriteOutcome.MISSING
@@ -442,6 +433,20 @@ class _Feed:
 
     def remaining(self) -> float:
         return self.deadline - asyncio.get_running_loop().time()
+
+
+async def _in_time(call: Coroutine[Any, Any, Any], feed: _Feed) -> Any:
+    """Send `call` once a request slot is free, unless the call's deadline passed meanwhile (then
+    None, and it is not sent): so a write() call ends within deadline + request timeout.
+
+    A request in flight is never cancelled from here: the client's own timeout ends it.
+    (Abandoning HTTP/2 streams mid-answer can leave their unread data holding the connection's
+    flow-control window, until no answer gets through at all.)"""
+    async with feed.slots:
+        if feed.remaining() <= 0:
+            call.close()
+            return None
+        return await call
 
 
 def _classify(status: int, message: str) -> tuple[WriteOutcome, str]:
