@@ -23,18 +23,14 @@ def q_cluster_retry_exceeds_timeout(app_configs, **kwargs) -> list[Error]:
     return []
 
 
-# The drain renews a batch's lease before a step once this much has passed since the last renewal,
-# and a batch may take this long after its index write (recording the finished events): the
-# lease must outlast the longest index write plus twice this.
-LEASE_MARGIN_SECONDS = 15.0
-
-
 @register()
 def lease_outlasts_an_index_write(app_configs, **kwargs) -> list[Error]:
     """A claimed batch's events are leased for SYNC_LEASE_SECONDS; the drain renews the lease
     between its steps, but not during the one blocking index call. If that call may outlast the
     lease, another worker takes the batch's events while it is still being written."""
     from django.utils.module_loading import import_string
+
+    from .claims import LEASE_MARGIN_SECONDS
 
     alias = settings.SEARCH_BACKEND
     params = dict(settings.SEARCH_BACKENDS.get(alias, {}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import orjson
@@ -50,6 +51,27 @@ def claim_batch(size: int) -> list[WebhookEvent]:
         if event.shop_id is not None:
             event.shop = shops[event.shop_id]
     return events
+
+
+# A working batch renews its lease before a step once this much has passed since the last renewal,
+# and may take this long after its index write (recording the finished events): the lease must
+# outlast the longest index write plus twice this (checked at startup: sync.checks).
+LEASE_MARGIN_SECONDS = 15.0
+
+
+class BatchLease:
+    """Keeps a claimed batch's leases alive between its steps. The one blocking index call is
+    bounded by the backend and the lease outlasts it by two margins, so renewing before a step
+    once a margin has passed leaves that call its whole length and the finishing a margin."""
+
+    def __init__(self, batch: list[WebhookEvent]) -> None:
+        self.batch, self.renewed = batch, time.monotonic()
+
+    def keep(self) -> None:
+        margin = min(LEASE_MARGIN_SECONDS, settings.SYNC_LEASE_SECONDS / 3)
+        if time.monotonic() - self.renewed > margin:
+            leases_renew(self.batch)
+            self.renewed = time.monotonic()
 
 
 def leases_renew(events: list[WebhookEvent]) -> int:

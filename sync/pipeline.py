@@ -26,8 +26,7 @@ from config.db import bulk_set
 from search.backends.base import IndexError_, WriteOutcome, WriteResult
 from search.indexer import products_sync_index
 
-from .checks import LEASE_MARGIN_SECONDS
-from .claims import claim_batch, coalesce, leases_renew
+from .claims import BatchLease, claim_batch, coalesce
 from .dlq import dead_letter_record, dead_letter_resolve
 from .handlers import Handled, event_apply, inventory_change, inventory_changes_apply
 from .health import index_degraded, index_pause, index_paused, index_recover_if_healthy
@@ -90,27 +89,10 @@ def drain(
         idle_until = time.monotonic() + idle_seconds
 
 
-class _Lease:
-    """Keeps a batch's leases alive between its steps. The one blocking index call is bounded by
-    the backend, and a startup check keeps the lease longer than that call plus two margins
-    (sync.checks.LEASE_MARGIN_SECONDS): so the lease is renewed before a step once a margin has
-    passed since the claim or the last renewal, which leaves the index call its whole length and
-    the finishing a margin."""
-
-    def __init__(self, batch: list[WebhookEvent]) -> None:
-        self.batch, self.renewed = batch, time.monotonic()
-
-    def keep(self) -> None:
-        margin = min(LEASE_MARGIN_SECONDS, settings.SYNC_LEASE_SECONDS / 3)
-        if time.monotonic() - self.renewed > margin:
-            leases_renew(self.batch)
-            self.renewed = time.monotonic()
-
-
 def batch_process(batch: list[WebhookEvent], stats: DrainStats, on_event: OnEvent = None) -> None:
     """Apply a claimed batch: catalog first (per event; inventory all at once), then the index
     (one backend call for the batch), then record every finished event in one UPDATE."""
-    lease = _Lease(batch)
+    lease = BatchLease(batch)
     kept, superseded = coalesce(batch)
     done: list[tuple[WebhookEvent, Handled]] = []
     # Products before stock: a product created in this batch has its variants when the batch's

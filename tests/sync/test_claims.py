@@ -78,19 +78,20 @@ def test_a_live_lease_is_renewed_and_a_lapsed_one_left_to_whoever_has_it(setting
 
 
 def test_a_slow_batch_keeps_its_lease_between_steps(settings, monkeypatch):
+    import sync.claims as claims
     import sync.pipeline as pipeline
 
     settings.SYNC_LEASE_SECONDS = 0.9  # a third of it passes while the first event is applied
     shop = Shop.objects.create(domain="a.myshopify.com")
     _pending(shop, 3)
     renewed = []
-    real_renew, real_apply = pipeline.leases_renew, pipeline._apply
+    real_renew, real_apply = claims.leases_renew, pipeline._apply
 
     def slow_apply(event, stats):
         time.sleep(0.35)
         return real_apply(event, stats)
 
     monkeypatch.setattr(pipeline, "_apply", slow_apply)
-    monkeypatch.setattr(pipeline, "leases_renew", lambda events: renewed.append(real_renew(events)))
+    monkeypatch.setattr(claims, "leases_renew", lambda events: renewed.append(real_renew(events)))
     assert drain().outcomes == {"skipped": 3}
     assert renewed and all(count > 0 for count in renewed)  # renewed while the events were still its own
