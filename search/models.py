@@ -16,7 +16,7 @@ class EmbeddingRecord(models.Model):
     model = models.CharField(max_length=128)
     text_hash = models.CharField(max_length=64)
     reused = models.BooleanField(default=False, help_text="an identical text's vector, not encoded again")
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()  # read per product: the (product, -created_at) index
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -6,8 +6,6 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
 
-    initial = True
-
     dependencies = [
         ('catalog', '0004_product_embedded_at'),
         ('search', '0001_schedules'),
@@ -21,7 +19,7 @@ class Migration(migrations.Migration):
                 ('model', models.CharField(max_length=128)),
                 ('text_hash', models.CharField(max_length=64)),
                 ('reused', models.BooleanField(default=False, help_text="an identical text's vector, not encoded again")),
-                ('created_at', models.DateTimeField(db_index=True)),
+                ('created_at', models.DateTimeField()),
                 ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='embedding_records', to='catalog.product')),
             ],
             options={
