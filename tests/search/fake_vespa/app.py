@@ -262,56 +262,31 @@ class FakeVespa:
         for name in ("route", "tracelevel", "dryRun"):
             if name in params:
                 entry[name] = params[name]
-        decide = lambda: self._decide(  # noqa: E731
-            method, operation, path, m if operation != "search" else None, doc_id, params, body
-        )
+
+        def decide() -> Decision:
+            return self._decide(
+                method, operation, path, m if operation != "search" else None, doc_id, params, body
+            )
+
+        dropped = rule is not None and rule.drop_connection is not None
         self.inflight += 1  # the latency below is time the operation is in flight
         try:
             delay = rule.delay_seconds(self.rng) if rule is not None else 0.0
             limit = _seconds(params.get("timeout")) if operation != "search" else None
-            if rule is not None and rule.drop_connection:
-                if rule.drop_connection == "after":
-                    decide()
-                entry.update(status=0, applied=rule.drop_connection == "after", note="connection dropped")
-                with self.lock:
-                    self.log.append(entry)
-                raise Dropped()
-            if delay and limit is not None and delay > limit and rule.honor_timeout:
+            if dropped:
+                applied = rule.drop_connection == "after" and decide().applied
+                decision = Decision(0, {}, applied, "connection dropped")
+            elif delay and limit is not None and delay > limit and rule.honor_timeout:
                 await asyncio.sleep(limit)
                 applied = rule.apply_on_timeout and decide().applied
                 message = f"Request timeout after {round(limit * 1000)}ms"
                 decision = Decision(
                     504, {"pathId": path, "id": doc_id, "message": message}, applied, "timeout"
                 )
-                entry.update(status=504, applied=applied, note="timeout")
-                with self.lock:
-                    self.log.append(entry)
-                return decision.status, decision.body, decision.headers
-            if delay:
-                await asyncio.sleep(delay)
-            if (
-                self.knobs.max_inflight is not None
-                and self.inflight > self.knobs.max_inflight
-                and operation in ("put", "update", "remove")
-            ):
-                decision = Decision(429, {"pathId": path, "message": MESSAGES[429]})
-            elif rule is not None and rule.status:
-                decision = Decision(
-                    rule.status, {"pathId": path, "message": MESSAGES.get(rule.status, "fault")}
-                )
             else:
-                decision = decide()
-                if rule is not None and rule.duplicate_apply and decision.applied:
-                    decide()  # the same message applied again
-                    decision.note = (decision.note + " applied twice").strip()
-                if rule is not None and rule.apply_then_fail:
-                    note = f"applied, then answered {rule.apply_then_fail}"
-                    decision = Decision(
-                        rule.apply_then_fail,
-                        {"pathId": path, "message": MESSAGES.get(rule.apply_then_fail, "")},
-                        decision.applied,
-                        note,
-                    )
+                if delay:
+                    await asyncio.sleep(delay)
+                decision = self._answer(rule, operation, path, decide)
         finally:
             self.inflight -= 1
         entry.update(status=decision.status, applied=decision.applied, note=decision.note)
@@ -321,7 +296,32 @@ class FakeVespa:
             decision.body["trace"] = []
         with self.lock:
             self.log.append(entry)
+        if dropped:
+            raise Dropped()
         return decision.status, decision.body, decision.headers
+
+    def _answer(self, rule: Rule | None, operation: str, path: str, decide) -> Decision:
+        """The answer after any delay: backpressure, an injected status, or the operation itself
+        (applied twice, or applied and then answered with an error, when a rule says so)."""
+        if (
+            self.knobs.max_inflight is not None
+            and self.inflight > self.knobs.max_inflight
+            and operation in ("put", "update", "remove")
+        ):
+            return Decision(429, {"pathId": path, "message": MESSAGES[429]})
+        if rule is not None and rule.status:
+            return Decision(rule.status, {"pathId": path, "message": MESSAGES.get(rule.status, "fault")})
+        decision = decide()
+        if rule is not None and rule.duplicate_apply and decision.applied:
+            decide()  # the same message applied again
+            decision.note = (decision.note + " applied twice").strip()
+        if rule is not None and rule.apply_then_fail:
+            note = f"applied, then answered {rule.apply_then_fail}"
+            message = MESSAGES.get(rule.apply_then_fail, "")
+            return Decision(
+                rule.apply_then_fail, {"pathId": path, "message": message}, decision.applied, note
+            )
+        return decision
 
     def _fire(
         self, method: str, operation: str, path: str, doc_id: str, params: dict[str, str]
